@@ -1,0 +1,1 @@
+"""The HTTP side of labelwise: API, settings, database and storage."""

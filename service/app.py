@@ -1,0 +1,87 @@
+"""The FastAPI application: routers, error rendering, health."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from service.datasets.routes import router as datasets_router
+from service.db import get_engine
+from service.errors import DomainError, ServiceUnavailable
+from service.jobs.routes import router as jobs_router
+from service.models.routes import router as models_router
+from workers.engine.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+ERROR_RESPONSES = {
+    "model": dict,
+    "description": 'Error body: {"code": stable code, "message": one sentence}.',
+}
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="labelwise",
+        version="1.0",
+        description="Train multi-label classifiers on imbalanced data; read per-label "
+        "metrics; predict.",
+        responses={code: ERROR_RESPONSES for code in (404, 413, 422, 503)},
+    )
+    app.include_router(datasets_router)
+    app.include_router(jobs_router)
+    app.include_router(models_router)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(InterfaceError, _database_down)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """200 when the API can reach its database, 503 otherwise."""
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/v1/config/schema", tags=["jobs"])
+    def config_schema() -> dict:
+        """JSON schema of the training config accepted by `POST /v1/jobs`."""
+        return TrainingConfig.model_json_schema()
+
+    return app
+
+
+async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    # loc starts with where the value came from ("body", "query"); the rest is the field.
+    path = ".".join(str(part) for part in first["loc"][1:]) or str(first["loc"][0])
+    message = first["msg"].rstrip(".")
+    body = {
+        "code": "request.invalid",
+        "message": f"Field '{path}': {message}.",
+        "errors": [
+            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
+            for e in errors
+        ],
+    }
+    return JSONResponse(body, status_code=422)
+
+
+async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("db.unavailable error=%s", type(exc).__name__)
+    error = ServiceUnavailable(
+        "database.unavailable",
+        "The database is unreachable; retry shortly, and check LABELWISE_DATABASE_URL "
+        "if it persists.",
+    )
+    return JSONResponse(error.to_body(), status_code=503, headers={"Retry-After": "5"})

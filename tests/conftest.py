@@ -1,0 +1,154 @@
+"""Shared fixtures: a fresh PostgreSQL database built by the real migrations, a Redis
+database of its own, and helpers to run real labelwise processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO.parent / "shared" / "datasets"
+PG_ADMIN = os.environ.get("LABELWISE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("LABELWISE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def dataset_meta(name: str) -> dict:
+    return json.loads((DATASETS / name / "meta.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reset_caches() -> None:
+    from service.db import get_engine, get_sessionmaker
+    from service.settings import get_settings
+
+    for cached in (get_settings, get_engine, get_sessionmaker):
+        cached.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A new, migrated PostgreSQL database for this test session."""
+    name = f"labelwise_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    url = f"{url}/{name}"
+    subprocess.run(
+        [sys.executable, "-m", "service.cli", "migrate"],
+        env={**os.environ, "LABELWISE_DATABASE_URL": url}, check=True, cwd=REPO,
+    )
+    yield url
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def infra_env(pg_database: str, redis_url: str, tmp_path_factory) -> dict[str, str]:
+    """Environment for the production mode: PostgreSQL, Redis, a shared data dir, and a
+    queue name of this session's own so stray workers never take its jobs."""
+    return {
+        "LABELWISE_DATABASE_URL": pg_database,
+        "LABELWISE_BROKER_URL": redis_url,
+        "LABELWISE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "LABELWISE_TRAINING_QUEUE": f"labelwise.test.{secrets.token_hex(4)}",
+        "LABELWISE_WORKER_THREADS": "1",
+    }
+
+
+@pytest.fixture
+def api_client(infra_env, monkeypatch):
+    """The API in-process (FastAPI TestClient) on PostgreSQL and Redis."""
+    from fastapi.testclient import TestClient
+
+    for key, value in infra_env.items():
+        monkeypatch.setenv(key, value)
+    _reset_caches()
+    import workers.celery_app as celery_module
+    from service.settings import get_settings
+
+    monkeypatch.setattr(celery_module, "app", celery_module.make_celery(get_settings()))
+    from service.app import create_app
+
+    with TestClient(create_app()) as client:
+        yield client
+    _reset_caches()
+
+
+class Process:
+    """A labelwise command run as a real child process, its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", *args],
+            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+def wait_healthy(base_url: str, process: Process, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{process.log()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url} not healthy:\n{process.log()}")
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Start labelwise processes; all are stopped when the test ends."""
+    started: list[Process] = []
+
+    def start(args: list[str], env: dict[str, str], name: str) -> Process:
+        process = Process(args, env, tmp_path / f"{name}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,54 @@
+"""The Celery app. The same code serves the embedded broker (kombu's filesystem
+transport, no server) and Redis in production."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from service.settings import Settings, get_settings
+
+TRAIN_TASK = "labelwise.train"
+
+
+def make_celery(settings: Settings) -> Celery:
+    # `include` is imported by worker processes only, so the API can send tasks by name
+    # without importing torch.
+    app = Celery(
+        "labelwise", broker=settings.resolved_broker_url, include=["workers.tasks"]
+    )
+    app.conf.update(
+        # JSON only: a pickled message could run code in the worker.
+        task_serializer="json",
+        accept_content=["json"],
+        # Job state lives in the database; Celery results would be a second truth.
+        task_ignore_result=True,
+        task_default_queue=settings.training_queue,
+        task_routes={TRAIN_TASK: {"queue": settings.training_queue}},
+        # Late ack: a message is acknowledged after the task returns, so a worker that
+        # dies mid-job leaves it to be redelivered instead of dropped.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Prefetch 1: a job holds the worker for minutes, so a second reserved message
+        # would wait behind it while another worker sits idle.
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    if settings.resolved_broker_url.startswith("filesystem://"):
+        folder = settings.broker_dir
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        app.conf.broker_transport_options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    else:
+        # A training job may outlive Redis's default one-hour visibility timeout;
+        # the database claim, not redelivery, decides who runs a job.
+        app.conf.broker_transport_options = {"visibility_timeout": 12 * 3600}
+    return app
+
+
+app = make_celery(get_settings())

@@ -1,0 +1,68 @@
+"""Splitting and scaling tabular data, all on in-memory arrays.
+
+Shapes: ``features [rows, n_features]`` float32, ``labels [rows, n_labels]`` uint8
+multi-hot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-feature affine scaling ``(x - mean) / std``, fitted on training rows only."""
+
+    mean: np.ndarray  # [n_features] float32
+    std: np.ndarray  # [n_features] float32, never 0
+
+    @classmethod
+    def fit(cls, features: np.ndarray) -> Standardizer:
+        # float64 accumulation: float32 sums over millions of rows lose digits.
+        mean = features.mean(axis=0, dtype=np.float64)
+        std = features.std(axis=0, dtype=np.float64)
+        # A constant feature carries no signal; dividing by 1 keeps it finite.
+        std = np.where(std > 1e-12, std, 1.0)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    @classmethod
+    def identity(cls, n_features: int) -> Standardizer:
+        return cls(
+            np.zeros(n_features, dtype=np.float32), np.ones(n_features, dtype=np.float32)
+        )
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        out = features - self.mean
+        out /= self.std
+        return out.astype(np.float32, copy=False)
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_json(cls, blob: dict[str, list[float]]) -> Standardizer:
+        return cls(
+            np.asarray(blob["mean"], dtype=np.float32),
+            np.asarray(blob["std"], dtype=np.float32),
+        )
+
+
+def stratified_split(
+    labels: np.ndarray, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``validation_fraction`` of rows by iterative stratification.
+
+    Iterative stratification (Sechidis et al.; Szymański & Kajdanowicz for the
+    second-order variant) keeps every label's positive rate close in both parts, which a
+    random split does not for rare labels. Returns sorted ``(train_idx, val_idx)``.
+    """
+    rows = labels.shape[0]
+    splitter = MultilabelStratifiedShuffleSplit(
+        n_splits=1, test_size=validation_fraction, random_state=seed
+    )
+    # The splitter reads only the labels; a [rows, 1] placeholder stands for features.
+    train_idx, val_idx = next(splitter.split(np.zeros((rows, 1)), labels))
+    return np.sort(train_idx), np.sort(val_idx)

@@ -36,13 +36,15 @@ def make_celery(settings: Settings) -> Celery:
     )
     if settings.resolved_broker_url.startswith("filesystem://"):
         folder = settings.broker_dir
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         app.conf.broker_transport_options = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
+            # Without this kombu writes its control exchange under the working dir.
+            "control_folder": str(folder / "control"),
         }
     else:
         # A training job may outlive Redis's default one-hour visibility timeout;

@@ -3,6 +3,7 @@ and `labelwise worker` processes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,7 +71,9 @@ def test_yeast_trains_and_predicts(production):
     rows = frame.iloc[:50].to_dict(orient="records")
     by_rows = client.predict_rows(done["model_id"], rows)
     # Rows come back in input order, whichever way they were sent.
-    assert by_rows["probabilities"] == pytest.approx(by_file["probabilities"][:50], abs=1e-6)
+    np.testing.assert_allclose(
+        by_rows["probabilities"], by_file["probabilities"][:50], atol=1e-6
+    )
     assert by_rows["predictions"] == by_file["predictions"][:50]
     for probs, flags in zip(by_rows["probabilities"], by_rows["predictions"], strict=True):
         assert flags == [int(p >= t) for p, t in zip(probs, by_rows["thresholds"], strict=True)]

@@ -1,1 +1,1 @@
-"""Datasets: uploaded training tables, validated into float32 features and 0/1 labels."""
+"""Datasets: uploaded tables, validated into float32 features and 0/1 labels."""

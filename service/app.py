@@ -61,20 +61,39 @@ async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    # loc starts with where the value came from ("body", "query"); the rest is the field.
-    path = ".".join(str(part) for part in first["loc"][1:]) or str(first["loc"][0])
-    message = first["msg"].rstrip(".")
+    errors = exc.errors() or [{"loc": ("body",), "msg": "invalid request"}]
+    fields = [field_path(e["loc"], exc.body) for e in errors]
+    # The deepest error names the field best; a union's other branches say less.
+    deepest = max(range(len(errors)), key=lambda i: fields[i].count("."))
+    message = str(errors[deepest]["msg"]).rstrip(".")
     body = {
         "code": "request.invalid",
-        "message": f"Field '{path}': {message}.",
+        "message": f"Field '{fields[deepest]}': {message}.",
         "errors": [
-            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
-            for e in errors
+            {"field": field, "message": str(e["msg"])}
+            for field, e in zip(fields, errors, strict=True)
         ],
     }
     return JSONResponse(body, status_code=422)
+
+
+def field_path(loc: tuple, body: object) -> str:
+    """The field as the client wrote it: pydantic's location minus where the value came
+    from ("body", "query") and minus union branch tags, which are not in the input."""
+    parts = [str(p) for p in loc[1:]]
+    kept: list[str] = []
+    node = body
+    for index, part in enumerate(loc[1:]):
+        last = index == len(parts) - 1
+        if isinstance(node, dict) and part in node:
+            kept.append(str(part))
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            kept.append(str(part))
+            node = node[part]
+        elif last and isinstance(part, str) and "[" not in part and not part[:1].isupper():
+            kept.append(part)  # a missing field: named, though absent from the input
+    return ".".join(kept) or str(loc[0])
 
 
 async def _database_down(_request: Request, exc: Exception) -> JSONResponse:

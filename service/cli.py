@@ -5,6 +5,7 @@
     labelwise migrate   apply the Alembic migrations to LABELWISE_DATABASE_URL
     labelwise api       serve HTTP (production)
     labelwise worker    run one Celery worker (production)
+    labelwise keys create --owner NAME   print a new API key
 """
 
 from __future__ import annotations
@@ -84,7 +85,13 @@ def cmd_worker(args: argparse.Namespace) -> None:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
-    app.worker_main(argv)
+    # The reaper runs beside the worker as its own process (see workers.reaper for why
+    # not a thread); it exits when this process does.
+    reaper = subprocess.Popen([sys.executable, "-m", "workers.reaper"], env=os.environ.copy())
+    try:
+        app.worker_main(argv)
+    finally:
+        reaper.terminate()
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -98,8 +105,9 @@ def cmd_up(args: argparse.Namespace) -> None:
         [sys.executable, "-m", "service.cli", "worker"], env=os.environ.copy()
     )
     log.info(
-        "up.started url=http://%s:%d data_dir=%s worker_pid=%d auth=off",
+        "up.started url=http://%s:%d data_dir=%s worker_pid=%d auth=%s",
         args.host, args.port, settings.data_dir, worker.pid,
+        "on" if settings.auth_enabled else "off (embedded default; LABELWISE_AUTH=on)",
     )
     try:
         cmd_api(args)
@@ -109,6 +117,16 @@ def cmd_up(args: argparse.Namespace) -> None:
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    from service.auth.keys import create_key
+    from service.db import session_scope
+
+    with session_scope() as session:
+        key = create_key(session, args.owner)
+    # The key is the last word of the line, so scripts can take it with `awk '{print $NF}'`.
+    print(f"created API key for owner {args.owner}: {key}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -141,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.set_defaults(func=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints it once")
+    create.add_argument("--owner", required=True, help="who the key acts for")
+    create.set_defaults(func=cmd_keys_create)
 
     demo = sub.add_parser("demo", help="train on a generated dataset (or --csv) end to end")
     demo.add_argument("--csv", type=Path, help="a CSV of yours instead of generated data")

@@ -31,6 +31,29 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(8, ge=1)
     log_format: str = Field("console", pattern="^(console|json)$")
 
+    # "on" requires `Authorization: Bearer KEY` on every /v1 request. Empty means the
+    # mode's default: off for the embedded default (bound to loopback), on otherwise.
+    auth: str = Field("", pattern="^(on|off|)$")
+    # Uploads larger than this are refused with 413 as soon as the limit is crossed.
+    max_upload_mb: float = Field(1024.0, gt=0)
+
+    # A worker's claim on a job lasts this long unless renewed (seconds). Short enough
+    # that a crashed worker's job runs again within a minute, long enough to ride out a
+    # slow database write.
+    lease_seconds: float = Field(30.0, gt=0)
+    # How often a running job renews its lease (seconds); well under lease_seconds.
+    heartbeat_seconds: float = Field(5.0, gt=0)
+    # How often each worker's reaper looks for expired leases and lost messages.
+    reaper_interval: float = Field(5.0, gt=0)
+    # A queued job whose message may have been lost (a broker restart without
+    # persistence) is sent again after this many seconds unclaimed; duplicates are
+    # harmless because only one delivery can claim the job.
+    requeue_after: float = Field(30.0, gt=0)
+    # Attempts before a job that keeps crashing its worker fails with `worker_lost`.
+    max_attempts: int = Field(3, ge=1)
+    # A worker child is replaced after this many tasks, bounding memory growth.
+    worker_max_tasks_per_child: int = Field(20, ge=1)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -44,6 +67,14 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return not self.database_url
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "on" or (self.auth == "" and not self.is_embedded)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
 
     @property
     def broker_dir(self) -> Path:

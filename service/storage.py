@@ -7,6 +7,7 @@ so a reader never sees half a file and a crash leaves no torn artifact.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class Storage:
         directory.mkdir(parents=True, exist_ok=True)
         _save_npy(directory / FEATURES_FILE, features)
         _save_npy(directory / LABELS_FILE, labels)
+
+    def remove(self, key: str) -> None:
+        """Delete what a key names (an orphan left by a lost race); missing is fine."""
+        shutil.rmtree(self.path(key), ignore_errors=True)
 
     def read_arrays(self, key: str, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``features [rows, n_features]`` float32 and ``labels [rows, n_labels]`` uint8."""

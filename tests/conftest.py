@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -93,8 +94,26 @@ def api_client(infra_env, monkeypatch):
     from service.app import create_app
 
     with TestClient(create_app()) as client:
+        client.headers["Authorization"] = f"Bearer {make_key('tests')}"
         yield client
     _reset_caches()
+
+
+def make_key(owner: str) -> str:
+    from service.auth.keys import create_key
+    from service.db import session_scope
+
+    with session_scope() as session:
+        return create_key(session, owner)
+
+
+def cli_key(env: dict[str, str], owner: str) -> str:
+    """A key made the way an operator makes one: `labelwise keys create`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "keys", "create", "--owner", owner],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True, cwd=REPO,
+    )
+    return result.stdout.split()[-1]
 
 
 class Process:
@@ -106,11 +125,17 @@ class Process:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "service.cli", *args],
             env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=REPO, start_new_session=True,
         )
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group (a worker and its pool children), as the OOM
+        killer or a lost machine would."""
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
 
     def stop(self, timeout: float = 20) -> None:
         if self.popen.poll() is None:

@@ -31,8 +31,15 @@ def make_celery(settings: Settings) -> Celery:
         # Prefetch 1: a job holds the worker for minutes, so a second reserved message
         # would wait behind it while another worker sits idle.
         worker_prefetch_multiplier=1,
+        # A child serves this many jobs and is then replaced, so memory a job leaves
+        # behind (allocator caches, a large dataset) is returned to the system.
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         broker_connection_retry_on_startup=True,
+        # Keep trying when Redis restarts instead of exiting the worker.
+        broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
+        # Job messages carry only an id; the row says what to do.
+        task_track_started=False,
     )
     if settings.resolved_broker_url.startswith("filesystem://"):
         folder = settings.broker_dir

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.datasets.ingest import read_training_table, sniff_format
+from service.datasets.profile import compute_profile
 from service.datasets.tables import Dataset
 from service.errors import InvalidInput, NotFound
 from service.storage import Storage
@@ -59,6 +60,9 @@ def create_dataset(
         source_format=source_format,
         size_bytes=upload.stat().st_size,
         storage_key=storage_key,
+        profile=compute_profile(
+            table.features, table.labels, table.feature_names, table.label_names
+        ),
     )
     session.add(dataset)
     session.flush()

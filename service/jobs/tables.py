@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, utcnow
@@ -18,6 +18,13 @@ class JobStatus:
     CANCELLED = "cancelled"
 
     FINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+class JobKind:
+    TRAIN = "train"
+    LR_FIND = "lr_find"
+    # One strategy tried by an `imbalance: "auto"` job; its parent_id names that job.
+    CANDIDATE = "candidate"
 
 
 class Job(Base):
@@ -40,6 +47,24 @@ class Job(Base):
     progress_steps_total: Mapped[int] = mapped_column(Integer, default=0)
     progress_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     progress_eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    # What the job produced besides a model: the LR finder's curve, auto's choice.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    progress_skipped_steps: Mapped[int] = mapped_column(Integer, default=0)
+    progress_rollbacks: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint_epoch: Mapped[int] = mapped_column(Integer, default=0)
+
+    # The claim: which worker runs the current attempt, and until when its lease holds.
+    # Every write a worker makes is fenced on (attempts, lease_owner).
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        Timestamp, nullable=True, index=True
+    )
+    enqueued_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -66,6 +91,9 @@ class JobEpoch(Base):
     val_macro_f1: Mapped[float | None] = mapped_column(Float, nullable=True)
     lr: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+    skipped_steps: Mapped[int] = mapped_column(Integer, default=0)
+    grad_norm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rollbacks: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SplitMetricsRow(Base):

@@ -28,7 +28,7 @@ def test_config_may_be_omitted(api_client, dataset_id):
     body = response.json()
     assert body["status"] == "queued"
     assert body["attempts"] == 0
-    assert body["config"]["imbalance"]["loss"] == {"type": "bce"}
+    assert body["config"]["imbalance"] == "auto"
     assert body["config"]["data"]["validation_fraction"] == 0.2
     read = api_client.get(f"/v1/jobs/{body['id']}").json()
     assert read["id"] == body["id"]
@@ -41,9 +41,13 @@ def test_config_may_be_omitted(api_client, dataset_id):
         ({"train": {"lr": -1}}, "config.train.lr"),
         ({"train": {"learning_rate": 0.1}}, "config.train.learning_rate"),
         ({"model": {"type": "transformer"}}, "config.model"),
-        ({"data": {"validation_fraction": 1.5}}, "config.data.validation_fraction"),
         ({"imbalance": {"thresholds": {"mode": "fixed", "value": 2}}},
-         "config.imbalance.thresholds.fixed.value"),
+         "config.imbalance.thresholds.value"),
+        ({"imbalance": {"loss": {"type": "focal", "gamma": -1}}},
+         "config.imbalance.loss.gamma"),
+        ({"train": {"schedule": {"type": "cosine", "warmup": 2}}},
+         "config.train.schedule.warmup"),
+        ({"data": {"validation_fraction": 1.5}}, "config.data.validation_fraction"),
     ],
 )
 def test_invalid_config_names_the_field(api_client, dataset_id, config, field):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from service.client import Client
-from tests.conftest import DATASETS, dataset_meta, free_port, wait_healthy
+from tests.conftest import DATASETS, cli_key, dataset_meta, free_port, wait_healthy
 
 pytestmark = pytest.mark.infra
 
@@ -20,7 +20,7 @@ def production(infra_env, spawn):
     worker = spawn(["worker"], infra_env, "worker")
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, api)
-    client = Client(base, timeout=120)
+    client = Client(base, api_key=cli_key(infra_env, "e2e"), timeout=120)
     yield client, api, worker
     client.close()
 
@@ -36,7 +36,8 @@ def test_yeast_trains_and_predicts(production):
     assert len(train["features"]) == 103
     assert train["positives"] == dict(zip(labels, meta["label_counts_train"], strict=True))
 
-    job = client.create_job(train["id"], {"train": {"epochs": 3}}, test["id"])
+    config = {"train": {"epochs": 3}, "imbalance": {"loss": {"type": "bce"}}}
+    job = client.create_job(train["id"], config, test["id"])
     assert job["status"] == "queued"
     done = client.wait(job["id"], timeout=300)
     assert done["status"] == "succeeded", (done, worker.log())

@@ -82,6 +82,11 @@ def save_artifact(
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE))
         (staging / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1))
+        if directory.exists():
+            # A resumed run saves again: move the old copy aside, then swap in the new.
+            old = directory.with_name(f".old-{directory.name}-{os.getpid()}")
+            os.replace(directory, old)
+            shutil.rmtree(old, ignore_errors=True)
         os.replace(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -100,6 +105,7 @@ def load_artifact(directory: Path) -> Predictor:
         MLPConfig.model_validate(description["model"]),
         description["n_features"],
         len(description["label_names"]),
+        batchnorm=description["config"]["train"]["batchnorm"],
     )
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     model.eval()

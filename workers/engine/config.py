@@ -11,13 +11,35 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _tag_or(key: str, default: str, tags: list[str]) -> Discriminator:
+    """A discriminator that reads ``key`` and falls back to ``default`` when the key is
+    absent, so ``{"hidden_sizes": [64]}`` means an MLP and ``{}`` the default loss."""
+
+    def pick(value) -> str:
+        if isinstance(value, dict):
+            return value.get(key, default)
+        return getattr(value, key, default)
+
+    return Discriminator(
+        pick,
+        custom_error_type="unknown_tag",
+        custom_error_message=f"Unknown {key}; use one of: {', '.join(tags)}",
+    )
+
+
+def _union(default_key: str, default: str, *members: type) -> object:
+    tags = [m.model_fields[default_key].default for m in members]
+    tagged = [Annotated[m, Tag(t)] for m, t in zip(members, tags, strict=True)]
+    return Annotated[Union[tuple(tagged)], _tag_or(default_key, default, tags)]  # noqa: UP007
 
 
 class _Section(BaseModel):
@@ -53,7 +75,7 @@ class MLPConfig(_Section):
 
 # One model family today; image (CNN), sequence (LSTM/GRU) and autoencoder families join
 # this union with their own `type` literal.
-ModelConfig = Annotated[MLPConfig, Field(discriminator="type")]
+ModelConfig = _union("type", "mlp", MLPConfig)
 
 
 # --- optimisation --------------------------------------------------------------------
@@ -250,9 +272,7 @@ class AsymmetricLoss(_Section):
     )
 
 
-LossConfig = Annotated[
-    BCELoss | WeightedBCELoss | FocalLoss | AsymmetricLoss, Field(discriminator="type")
-]
+LossConfig = _union("type", "bce", BCELoss, WeightedBCELoss, FocalLoss, AsymmetricLoss)
 
 
 # --- imbalance: samplers -----------------------------------------------------------------
@@ -288,10 +308,9 @@ class MLRUSSampler(_Section):
     percentage: float = Field(25.0, gt=0.0, le=90.0)
 
 
-SamplerConfig = Annotated[
-    NoSampler | RepeatFactorSampler | MLROSSampler | MLRUSSampler,
-    Field(discriminator="type"),
-]
+SamplerConfig = _union(
+    "type", "none", NoSampler, RepeatFactorSampler, MLROSSampler, MLRUSSampler
+)
 
 
 # --- imbalance: thresholds ---------------------------------------------------------------

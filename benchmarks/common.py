@@ -35,3 +35,20 @@ def load_split(name: str, split: str):
     meta = json.loads((DATASETS / name / "meta.json").read_text())
     table = read_training_table(DATASETS / name / f"{split}.csv", meta["labels"])
     return table.features, table.labels, table.feature_names, table.label_names
+
+
+def write_section(name: str, markdown: str, path: Path | None = None) -> Path:
+    """Replace (or append) the section ``name`` of docs/benchmarks.md, so each
+    benchmark rewrites only its own table."""
+    path = path or DOCS / "benchmarks.md"
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    text = path.read_text() if path.exists() else "# Speed benchmarks\n\n"
+    block = f"{begin}\n{markdown.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

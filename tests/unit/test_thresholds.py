@@ -138,12 +138,38 @@ def test_few_positives_keep_the_fallback():
     assert unguarded.thresholds[0] == np.float32(0.0075)
 
 
+def test_few_positives_take_the_pooled_threshold():
+    # Label 0: 3 positives, tuned alone it would go to 0.0075. Label 1: 60 positives
+    # cleanly above 0.3. Pooled over both labels, max F1 is reached by the cut that
+    # keeps label 1's positives and label 0's three (all scored above the negatives).
+    rng = np.random.default_rng(1)
+    truth = np.zeros((200, 2), dtype=np.uint8)
+    truth[:3, 0] = 1
+    truth[:60, 1] = 1
+    scores = rng.uniform(0.0, 0.004, size=(200, 2)).astype(np.float32)
+    scores[:3, 0] = [0.02, 0.015, 0.01]
+    scores[:60, 1] = rng.uniform(0.3, 0.9, size=60)
+    choice = pick_thresholds(MaxF1Thresholds(), truth, scores)
+
+    flat_truth, flat_scores = truth.reshape(-1, 1), scores.reshape(-1, 1)
+    pooled = pick_thresholds(MaxF1Thresholds(), flat_truth, flat_scores).thresholds[0]
+    assert choice.thresholds[0] == pooled
+    assert choice.notes[0] == (
+        f"pooled {pooled:.3g}: 3 validation positives < min_positives 10"
+    )
+    assert choice.notes[1].startswith("max_f1 ")
+    # Never the 0.0075 that label 0's three positives alone would give.
+    assert choice.thresholds[0] >= 0.05
+
+
 def test_all_zero_label_keeps_the_fallback():
     truth = np.zeros((50, 2), dtype=np.uint8)
     truth[:20, 1] = 1
     scores = np.random.default_rng(0).random((50, 2)).astype(np.float32)
     choice = pick_thresholds(
-        MaxF1Thresholds(min_positives=1, fallback=0.4), truth, scores
+        MaxF1Thresholds(min_positives=1, fallback=0.4, small_support="fallback"),
+        truth,
+        scores,
     )
     assert choice.thresholds[0] == np.float32(0.4)
     assert choice.notes[0] == "fallback 0.4: 0 validation positives < min_positives 1"

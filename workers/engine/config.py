@@ -330,7 +330,14 @@ class _PickedThresholds(_Section):
     min_positives: int = Field(
         10,
         ge=1,
-        description="A label with fewer validation positives keeps `fallback`.",
+        description="Labels with fewer validation positives are not tuned on their "
+        "own: see small_support.",
+    )
+    small_support: Literal["pooled", "fallback"] = Field(
+        "pooled",
+        description="For a label under min_positives: 'pooled' picks one threshold the "
+        "same way on all labels' validation scores together (many rows, so not "
+        "noise); 'fallback' uses the fixed `fallback`.",
     )
     fallback: float = Field(0.5, gt=0.0, lt=1.0)
     bounds: tuple[Probability, Probability] = Field(

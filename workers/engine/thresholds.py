@@ -9,9 +9,12 @@ it. (Below the lowest score there is no neighbour: that cut's threshold is half 
 lowest score.) Thresholds are float32; scores that differ only below float32
 resolution cannot be separated and share a cut.
 
-Guards: a label with fewer than ``min_positives`` validation positives keeps
-``fallback`` (a threshold tuned on 3 positives is noise, and often absurdly low);
-a picked threshold is clipped into ``bounds``.
+Guards: a label with fewer than ``min_positives`` validation positives is not tuned
+on its own (a threshold tuned on 3 positives is noise, and often absurdly low). With
+``small_support="pooled"`` it gets the threshold the same mode picks on every label's
+validation scores pooled together — thousands of rows, reflecting how the model is
+calibrated overall; with ``"fallback"`` it keeps ``fallback``. Any picked threshold is
+clipped into ``bounds``.
 """
 
 from __future__ import annotations
@@ -71,23 +74,31 @@ def pick_thresholds(
             f"({low}, {high})"
         )
 
+    pooled = None
+    if config.small_support == "pooled" and y.sum() >= config.min_positives:
+        pooled = _pick_label(config, y.reshape(-1), probs.reshape(-1), None)
     picks = [
-        _pick_label(config, y[:, label], probs[:, label]) for label in range(n_labels)
+        _pick_label(config, y[:, label], probs[:, label], pooled)
+        for label in range(n_labels)
     ]
     thresholds = np.array([threshold for threshold, _ in picks], dtype=np.float32)
     return ThresholdChoice(thresholds, [note for _, note in picks])
 
 
 def _pick_label(
-    config: PickedConfig, y: np.ndarray, probs: np.ndarray
+    config: PickedConfig,
+    y: np.ndarray,
+    probs: np.ndarray,
+    pooled: tuple[float, str] | None,
 ) -> tuple[float, str]:
-    """One label's threshold and its note."""
+    """One label's threshold and its note; ``pooled`` is the all-labels pick used for
+    a label under ``min_positives`` (None: use ``fallback``)."""
     positives = int(y.sum())
     if positives < config.min_positives:
-        return config.fallback, (
-            f"fallback {config.fallback}: {positives} validation positives "
-            f"< min_positives {config.min_positives}"
-        )
+        why = f"{positives} validation positives < min_positives {config.min_positives}"
+        if pooled is not None:
+            return pooled[0], f"pooled {_fmt(pooled[0])}: {why}"
+        return config.fallback, f"fallback {config.fallback}: {why}"
 
     cuts = _cuts(y, probs)
     if config.mode == "max_f1":

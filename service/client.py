@@ -56,6 +56,10 @@ class Client:
             body["test_dataset_id"] = test_dataset_id
         return self._json(self.http.post("/v1/jobs", json=body))
 
+    def create_job_raw(self, body: dict, idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json(self.http.post("/v1/jobs", json=body, headers=headers))
+
     def job(self, job_id: str) -> dict:
         return self._json(self.http.get(f"/v1/jobs/{job_id}"))
 

@@ -177,3 +177,19 @@ def spawn(tmp_path):
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def production(infra_env, spawn):
+    """`labelwise api` and `labelwise worker` as real processes on PostgreSQL and Redis,
+    and a client holding a key made with `labelwise keys create`."""
+    from service.client import Client
+
+    port = free_port()
+    api = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], infra_env, "api")
+    worker = spawn(["worker"], infra_env, "worker")
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, api)
+    client = Client(base, api_key=cli_key(infra_env, "e2e"), timeout=120)
+    yield client, api, worker
+    client.close()

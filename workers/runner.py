@@ -209,7 +209,7 @@ class JobReporter:
 def _epoch_fields(record: EpochRecord) -> dict:
     fields = asdict(record)
     return {key: fields[key] for key in (
-        "epoch", "train_loss", "val_loss", "val_macro_f1", "lr", "seconds",
+        "fold", "epoch", "train_loss", "val_loss", "val_macro_f1", "lr", "seconds",
         "skipped_steps", "grad_norm", "rollbacks",
     )}
 
@@ -277,7 +277,8 @@ def _train(attempt: Attempt, heartbeat: Heartbeat, settings: Settings) -> None:
     rows = _candidate_rows(attempt, plan) if auto else [attempt.job_id]
 
     outcomes: dict[str, CandidateOutcome] = {}
-    epochs = config.train.epochs
+    # Progress counts epochs over every candidate and fold of the job.
+    epochs = config.train.epochs * config.data.folds
     for index, (candidate, row_id) in enumerate(zip(plan, rows, strict=True)):
         reporter = JobReporter(
             attempt, heartbeat, record_as=row_id,
@@ -416,7 +417,8 @@ def _lr_find(attempt: Attempt, heartbeat: Heartbeat, settings: Settings) -> None
         config = candidates(config)[1].config  # plain BCE: the rate, not the loss, is tested
     finder = LRFinderConfig.model_validate((result or {}).get("lr_finder", {}))
     reporter = JobReporter(attempt, heartbeat, record_as=attempt.job_id)
-    found = lr_find(config, finder, prepared.x_train, prepared.y_train, reporter)
+    fold = prepared.folds[0]  # the range test needs one training part, not k
+    found = lr_find(config, finder, fold.x_train, fold.y_train, reporter)
     with session_scope() as session:
         fence(
             session, attempt,

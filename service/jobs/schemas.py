@@ -65,6 +65,7 @@ class JobOut(BaseModel):
 
 
 class EpochOut(BaseModel):
+    fold: int = Field(description="Cross-fitting fold (1 without data.folds).")
     epoch: int
     train_loss: float = Field(description="Mean per-sample loss over the epoch's rows.")
     val_loss: float

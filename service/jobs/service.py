@@ -21,6 +21,7 @@ from service.jobs.tables import (
     SplitMetricsRow,
 )
 from service.types import new_id
+from workers.engine.strategies import candidates
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def create_job(session: Session, request: JobCreate, owner: str) -> Job:
         test_dataset_id=request.test_dataset_id,
         config=config.model_dump(mode="json"),
         config_hash=config.config_hash(),
-        progress_epochs=config.train.epochs,
+        progress_epochs=config.train.epochs * config.data.folds * len(candidates(config)),
         enqueued_at=utcnow(),
     )
     session.add(job)
@@ -146,7 +147,9 @@ def get_job(session: Session, job_id: str, owner: str) -> Job:
 def get_history(session: Session, job: Job) -> list[JobEpoch]:
     return list(
         session.scalars(
-            select(JobEpoch).where(JobEpoch.job_id == job.id).order_by(JobEpoch.epoch)
+            select(JobEpoch)
+            .where(JobEpoch.job_id == job.id)
+            .order_by(JobEpoch.fold, JobEpoch.epoch)
         )
     )
 

@@ -85,6 +85,8 @@ class JobEpoch(Base):
     job_id: Mapped[str] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
+    # Cross-fitting trains one model per fold, each with its own epochs 1..n.
+    fold: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     train_loss: Mapped[float] = mapped_column(Float)
     val_loss: Mapped[float] = mapped_column(Float)

@@ -7,22 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.client import Client
-from tests.conftest import DATASETS, cli_key, dataset_meta, free_port, wait_healthy
+from tests.conftest import DATASETS, dataset_meta
 
 pytestmark = pytest.mark.infra
-
-
-@pytest.fixture
-def production(infra_env, spawn):
-    port = free_port()
-    api = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], infra_env, "api")
-    worker = spawn(["worker"], infra_env, "worker")
-    base = f"http://127.0.0.1:{port}"
-    wait_healthy(base, api)
-    client = Client(base, api_key=cli_key(infra_env, "e2e"), timeout=120)
-    yield client, api, worker
-    client.close()
 
 
 def test_yeast_trains_and_predicts(production):

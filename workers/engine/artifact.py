@@ -1,8 +1,10 @@
 """A trained model on disk: ``model.safetensors`` (weights) + ``model.json``
 (architecture, feature and label names, standardization, thresholds, config).
 
-Never pickle: loading a model reads tensors and JSON only, so a model file cannot run
-code.
+A model is one network or an ensemble of k (one per cross-fitting fold); each member
+has its own standardization, fitted on the rows it trained on, and the served
+probability is the members' mean. Never pickle: loading reads tensors and JSON only,
+so a model file cannot run code.
 """
 
 from __future__ import annotations
@@ -30,35 +32,42 @@ DESCRIPTION_FILE = "model.json"
 
 
 @dataclass
+class Member:
+    model: nn.Module  # on the CPU, in eval mode
+    standardizer: Standardizer
+
+
+@dataclass
 class Predictor:
     """A loaded model ready to score feature rows."""
 
-    model: nn.Module
+    members: list[Member]
     feature_names: list[str]
     label_names: list[str]
     thresholds: np.ndarray  # [n_labels]
-    standardizer: Standardizer
     description: dict[str, Any]
 
     @torch.inference_mode()
     def predict_proba(self, features: np.ndarray, chunk: int = 65536) -> np.ndarray:
         """``features [rows, n_features]`` in ``feature_names`` order, unscaled ->
-        probabilities ``[rows, n_labels]`` float32."""
-        scaled = torch.from_numpy(self.standardizer.apply(features))
-        out = np.empty((features.shape[0], len(self.label_names)), dtype=np.float32)
+        probabilities ``[rows, n_labels]`` float32 (the members' mean)."""
+        out = np.zeros((features.shape[0], len(self.label_names)), dtype=np.float32)
         for start in range(0, features.shape[0], chunk):
-            logits = self.model(scaled[start : start + chunk])
-            out[start : start + chunk] = torch.sigmoid(logits).numpy()
+            block = features[start : start + chunk]
+            for member in self.members:
+                scaled = torch.from_numpy(member.standardizer.apply(block))
+                out[start : start + chunk] += torch.sigmoid(member.model(scaled)).numpy()
+        if len(self.members) > 1:
+            out /= len(self.members)
         return out
 
 
 def save_artifact(
     directory: Path,
-    model: nn.Module,
+    members: list[Member],
     config: TrainingConfig,
     feature_names: list[str],
     label_names: list[str],
-    standardizer: Standardizer,
     thresholds: np.ndarray,
     extra: dict[str, Any] | None = None,
 ) -> None:
@@ -67,19 +76,24 @@ def save_artifact(
         "format_version": FORMAT_VERSION,
         "dataset_kind": "tabular",
         "model": config.model.model_dump(mode="json"),
+        "batchnorm": config.train.batchnorm,
         "n_features": len(feature_names),
         "feature_names": list(feature_names),
         "label_names": list(label_names),
-        "standardization": standardizer.to_json(),
+        "members": [{"standardization": m.standardizer.to_json()} for m in members],
         "thresholds": [float(t) for t in thresholds],
         "config": config.model_dump(mode="json"),
         "config_hash": config.config_hash(),
         **(extra or {}),
     }
+    state = {
+        f"member{index}.{name}": tensor.detach().cpu().contiguous()
+        for index, member in enumerate(members)
+        for name, tensor in member.model.state_dict().items()
+    }
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE))
         (staging / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1))
         if directory.exists():
@@ -94,26 +108,32 @@ def save_artifact(
 
 
 def load_artifact(directory: Path) -> Predictor:
-    """Rebuild the network from ``model.json`` and fill it from safetensors."""
+    """Rebuild the networks from ``model.json`` and fill them from safetensors."""
     description = json.loads((directory / DESCRIPTION_FILE).read_text())
     if description.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"model format {description.get('format_version')!r} is not supported; "
             f"this labelwise reads format {FORMAT_VERSION}"
         )
-    model = build_model(
-        MLPConfig.model_validate(description["model"]),
-        description["n_features"],
-        len(description["label_names"]),
-        batchnorm=description["config"]["train"]["batchnorm"],
-    )
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    model.eval()
+    weights = load_file(str(directory / WEIGHTS_FILE))
+    members = []
+    for index, spec in enumerate(description["members"]):
+        model = build_model(
+            MLPConfig.model_validate(description["model"]),
+            description["n_features"],
+            len(description["label_names"]),
+            batchnorm=description["batchnorm"],
+        )
+        prefix = f"member{index}."
+        model.load_state_dict(
+            {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        )
+        model.eval()
+        members.append(Member(model, Standardizer.from_json(spec["standardization"])))
     return Predictor(
-        model=model,
+        members=members,
         feature_names=description["feature_names"],
         label_names=description["label_names"],
         thresholds=np.asarray(description["thresholds"], dtype=np.float32),
-        standardizer=Standardizer.from_json(description["standardization"]),
         description=description,
     )

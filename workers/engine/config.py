@@ -208,6 +208,16 @@ class DataConfig(_Section):
         lt=1.0,
         description="Share of rows held out by iterative stratification.",
     )
+    folds: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="1: one stratified holdout of validation_fraction. k >= 2: k-fold "
+        "cross-fitting: k models, each early-stopped on its own fold; thresholds are "
+        "picked on the out-of-fold predictions of every training row, and the served "
+        "model averages the k members. Costs k times the training; worth it on small "
+        "datasets, where one holdout leaves rare labels a handful of positives.",
+    )
 
 
 # --- imbalance: losses -----------------------------------------------------------------

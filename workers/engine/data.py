@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+from iterstrat.ml_stratifiers import (
+    MultilabelStratifiedKFold,
+    MultilabelStratifiedShuffleSplit,
+)
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,16 @@ def stratified_split(
     # The splitter reads only the labels; a [rows, 1] placeholder stands for features.
     train_idx, val_idx = next(splitter.split(np.zeros((rows, 1)), labels))
     return np.sort(train_idx), np.sort(val_idx)
+
+
+def stratified_folds(
+    labels: np.ndarray, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` disjoint validation parts covering every row, each stratified like
+    ``stratified_split``; returns sorted ``(train_idx, val_idx)`` per fold."""
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    rows = labels.shape[0]
+    return [
+        (np.sort(train_idx), np.sort(val_idx))
+        for train_idx, val_idx in splitter.split(np.zeros((rows, 1)), labels)
+    ]

@@ -8,28 +8,18 @@ Plain Python and PyTorch: no Celery, no database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from workers.engine.artifact import Predictor, save_artifact
-from workers.engine.config import (
-    AsymmetricLoss,
-    BCELoss,
-    FixedThresholds,
-    FocalLoss,
-    ImbalanceConfig,
-    MaxF1Thresholds,
-    PosWeightConfig,
-    RepeatFactorSampler,
-    TrainingConfig,
-    WeightedBCELoss,
-)
-from workers.engine.data import Standardizer, stratified_split
+from workers.engine.artifact import Member, Predictor, save_artifact
+from workers.engine.config import TrainingConfig
+from workers.engine.data import Standardizer, stratified_folds, stratified_split
 from workers.engine.metrics import SplitMetrics, evaluate, macro_f1
+from workers.engine.strategies import Candidate, candidates, strategy_name
 from workers.engine.thresholds import pick_thresholds
-from workers.engine.trainer import Callbacks, EpochRecord, fit
+from workers.engine.trainer import Callbacks, EpochRecord, Progress, fit
 
 
 @dataclass(frozen=True)
@@ -41,83 +31,97 @@ class LabeledArrays:
 
 
 @dataclass(frozen=True)
-class PreparedData:
-    """One split, scaled with statistics of its training part, shared by candidates."""
+class Fold:
+    """One training part and its validation part, scaled with statistics of the
+    training part only."""
 
+    train_idx: np.ndarray  # rows of the job's dataset
+    val_idx: np.ndarray
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
     scaler: Standardizer
-    feature_names: list[str]
-    label_names: list[str]
 
 
 @dataclass(frozen=True)
-class Candidate:
-    name: str  # e.g. "focal+max_f1"
-    config: TrainingConfig  # imbalance resolved, never "auto"
+class PreparedData:
+    """The split(s) every candidate trains on: one holdout, or k cross-fitting folds
+    whose validation parts cover every row once."""
+
+    folds: list[Fold]
+    labels: np.ndarray  # [rows, n_labels] the dataset's labels (out-of-fold truth)
+    feature_names: list[str]
+    label_names: list[str]
+
+    @property
+    def validation_rows(self) -> np.ndarray:
+        return np.concatenate([fold.val_idx for fold in self.folds])
 
 
 @dataclass
 class CandidateOutcome:
     predictor: Predictor
     history: list[EpochRecord]
-    validation: SplitMetrics
+    validation: SplitMetrics  # on the holdout, or out-of-fold on every row
     threshold_notes: list[str]
-    best_epoch: int
+    best_epoch: int  # of the first fold
 
 
 def prepare(config: TrainingConfig, data: LabeledArrays) -> PreparedData:
-    train_idx, val_idx = stratified_split(
-        data.labels, config.data.validation_fraction, config.train.seed
+    seed = config.train.seed
+    if config.data.folds > 1:
+        splits = stratified_folds(data.labels, config.data.folds, seed)
+    else:
+        splits = [stratified_split(data.labels, config.data.validation_fraction, seed)]
+    folds = [_fold(config, data, train_idx, val_idx) for train_idx, val_idx in splits]
+    return PreparedData(
+        folds, data.labels, list(data.feature_names), list(data.label_names)
     )
-    x_train, y_train = data.features[train_idx], data.labels[train_idx]
-    x_val, y_val = data.features[val_idx], data.labels[val_idx]
+
+
+def _fold(
+    config: TrainingConfig, data: LabeledArrays, train_idx: np.ndarray,
+    val_idx: np.ndarray,
+) -> Fold:
+    x_train, x_val = data.features[train_idx], data.features[val_idx]
     scaler = (
         Standardizer.fit(x_train)
         if config.data.standardize
         else Standardizer.identity(x_train.shape[1])
     )
-    return PreparedData(
-        scaler.apply(x_train), y_train, scaler.apply(x_val), y_val, scaler,
-        list(data.feature_names), list(data.label_names),
+    return Fold(
+        train_idx, val_idx, scaler.apply(x_train), data.labels[train_idx],
+        scaler.apply(x_val), data.labels[val_idx], scaler,
     )
 
 
-def candidates(config: TrainingConfig) -> list[Candidate]:
-    """The strategies a job trains: its own, or for ``"auto"`` a small validated set.
+class _FoldCallbacks:
+    """Passes a fold's reports on, numbering its epochs among all folds' and tagging
+    its history rows with the fold."""
 
-    Every auto candidate picks per-label thresholds for maximum validation F1 (with the
-    small-support guard); plain BCE at a fixed 0.5 is kept as the baseline, so auto is
-    never worse than plain BCE on the split it is judged on.
-    """
-    if config.imbalance != "auto":
-        return [Candidate(strategy_name(config.imbalance), config)]
-    tuned = MaxF1Thresholds()
-    strategies = [
-        ImbalanceConfig(loss=BCELoss(), thresholds=FixedThresholds()),
-        ImbalanceConfig(loss=BCELoss(), thresholds=tuned),
-        ImbalanceConfig(
-            loss=WeightedBCELoss(pos_weight=PosWeightConfig(strategy="sqrt_neg_pos")),
-            thresholds=tuned,
-        ),
-        ImbalanceConfig(loss=FocalLoss(gamma=2.0), thresholds=tuned),
-        ImbalanceConfig(loss=AsymmetricLoss(), thresholds=tuned),
-        ImbalanceConfig(loss=BCELoss(), sampler=RepeatFactorSampler(), thresholds=tuned),
-    ]
-    return [
-        Candidate(strategy_name(s), config.model_copy(update={"imbalance": s}))
-        for s in strategies
-    ]
+    def __init__(self, inner: Callbacks | None, fold: int, folds: int, epochs: int):
+        self.inner, self.fold, self.folds, self.epochs = inner, fold, folds, epochs
 
+    def on_progress(self, progress: Progress) -> None:
+        if self.inner:
+            self.inner.on_progress(replace(
+                progress,
+                epoch=(self.fold - 1) * self.epochs + progress.epoch,
+                epochs=self.folds * self.epochs,
+            ))
 
-def strategy_name(imbalance: ImbalanceConfig) -> str:
-    parts = [imbalance.loss.type]
-    if imbalance.sampler.type != "none":
-        parts.append(imbalance.sampler.type)
-    parts.append(imbalance.thresholds.mode)
-    return "+".join(parts)
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        if self.inner:
+            self.inner.on_epoch_end(replace(record, fold=self.fold))
+
+    def on_checkpoint(self, epoch: int) -> None:
+        hook = getattr(self.inner, "on_checkpoint", None)
+        if hook:
+            hook((self.fold - 1) * self.epochs + epoch)
+
+    def should_stop(self) -> bool:
+        return bool(self.inner and self.inner.should_stop())
 
 
 def train_candidate(
@@ -128,36 +132,47 @@ def train_candidate(
     checkpoint_dir: Path | None = None,
     progress_interval: float = 1.0,
 ) -> CandidateOutcome:
-    """Fit one strategy, pick its thresholds on validation, save its model."""
+    """Fit one strategy on every fold, pick its thresholds on the (out-of-fold)
+    validation predictions, save the model (one member per fold)."""
     config = candidate.config
     picker = config.imbalance.thresholds
 
     def score(y_val: np.ndarray, probs: np.ndarray) -> float | None:
         return macro_f1(y_val, probs, pick_thresholds(picker, y_val, probs).thresholds)
 
-    fitted = fit(
-        config, data.x_train, data.y_train, data.x_val, data.y_val, score, callbacks,
-        checkpoint_dir=checkpoint_dir, progress_interval=progress_interval,
-    )
-    choice = pick_thresholds(picker, data.y_val, fitted.val_probs)
-    validation = evaluate(data.y_val, fitted.val_probs, choice.thresholds, data.label_names)
+    members, history, val_probs, best_epoch = [], [], [], None
+    for number, fold in enumerate(data.folds, start=1):
+        fitted = fit(
+            config, fold.x_train, fold.y_train, fold.x_val, fold.y_val, score,
+            _FoldCallbacks(callbacks, number, len(data.folds), config.train.epochs),
+            checkpoint_dir=_fold_dir(checkpoint_dir, number, len(data.folds)),
+            progress_interval=progress_interval,
+        )
+        members.append(Member(fitted.model, fold.scaler))
+        history += [replace(record, fold=number) for record in fitted.history]
+        val_probs.append(fitted.val_probs)
+        best_epoch = best_epoch or fitted.best_epoch
+
+    y_val = data.labels[data.validation_rows]
+    probs = np.concatenate(val_probs)
+    choice = pick_thresholds(picker, y_val, probs)
+    validation = evaluate(y_val, probs, choice.thresholds, data.label_names)
     save_artifact(
-        model_dir, fitted.model, config, data.feature_names, data.label_names,
-        data.scaler, choice.thresholds,
+        model_dir, members, config, data.feature_names, data.label_names,
+        choice.thresholds,
         extra={"threshold_notes": choice.notes, "strategy": candidate.name,
-               "best_epoch": fitted.best_epoch},
+               "best_epoch": best_epoch},
     )
     predictor = Predictor(
-        model=fitted.model,
-        feature_names=data.feature_names,
-        label_names=data.label_names,
-        thresholds=choice.thresholds,
-        standardizer=data.scaler,
-        description={},
+        members, data.feature_names, data.label_names, choice.thresholds, {}
     )
-    return CandidateOutcome(
-        predictor, fitted.history, validation, choice.notes, fitted.best_epoch
-    )
+    return CandidateOutcome(predictor, history, validation, choice.notes, best_epoch)
+
+
+def _fold_dir(checkpoint_dir: Path | None, fold: int, folds: int) -> Path | None:
+    if checkpoint_dir is None or folds == 1:
+        return checkpoint_dir
+    return checkpoint_dir / f"fold-{fold}"
 
 
 def select_winner(outcomes: dict[str, CandidateOutcome]) -> str:

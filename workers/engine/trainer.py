@@ -92,6 +92,7 @@ class EpochRecord:
     skipped_steps: int = 0  # bad steps skipped in this epoch
     grad_norm: float | None = None  # mean pre-clip global norm over the good steps
     rollbacks: int = 0  # rollbacks so far
+    fold: int = 1  # cross-fitting fold this epoch trained (1 without folds)
 
 
 class Callbacks(Protocol):

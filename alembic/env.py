@@ -3,9 +3,9 @@ tables, so `alembic upgrade head` and `labelwise migrate` do the same thing."""
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from alembic import context
 from service.settings import get_settings
 from service.tables import Base
 

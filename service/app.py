@@ -60,7 +60,9 @@ async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
     return JSONResponse(exc.to_body(), status_code=exc.status_code)
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(
+    _request: Request, exc: RequestValidationError
+) -> JSONResponse:
     errors = exc.errors() or [{"loc": ("body",), "msg": "invalid request"}]
     fields = [field_path(e["loc"], exc.body) for e in errors]
     # The deepest error names the field best; a union's other branches say less.
@@ -91,7 +93,12 @@ def field_path(loc: tuple, body: object) -> str:
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             kept.append(str(part))
             node = node[part]
-        elif last and isinstance(part, str) and "[" not in part and not part[:1].isupper():
+        elif (
+            last
+            and isinstance(part, str)
+            and "[" not in part
+            and not part[:1].isupper()
+        ):
             kept.append(part)  # a missing field: named, though absent from the input
     return ".".join(kept) or str(loc[0])
 

@@ -1,11 +1,11 @@
 """The `labelwise` command.
 
-    labelwise demo      start the embedded service, train on generated data, predict
-    labelwise up        embedded default: API + one worker, SQLite, no broker server
-    labelwise migrate   apply the Alembic migrations to LABELWISE_DATABASE_URL
-    labelwise api       serve HTTP (production)
-    labelwise worker    run one Celery worker (production)
-    labelwise keys create --owner NAME   print a new API key
+labelwise demo      start the embedded service, train on generated data, predict
+labelwise up        embedded default: API + one worker, SQLite, no broker server
+labelwise migrate   apply the Alembic migrations to LABELWISE_DATABASE_URL
+labelwise api       serve HTTP (production)
+labelwise worker    run one Celery worker (production)
+labelwise keys create --owner NAME   print a new API key
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def _apply_data_dir(args: argparse.Namespace) -> None:
 
 
 def migrate() -> None:
-    from alembic import command
     from alembic.config import Config
 
+    from alembic import command
     from service.settings import get_settings
 
     settings = get_settings()
@@ -87,7 +87,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
         argv.append(f"--hostname={args.hostname}")
     # The reaper runs beside the worker as its own process (see workers.reaper for why
     # not a thread); it exits when this process does.
-    reaper = subprocess.Popen([sys.executable, "-m", "workers.reaper"], env=os.environ.copy())
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "workers.reaper"], env=os.environ.copy()
+    )
     try:
         app.worker_main(argv)
     finally:
@@ -106,7 +108,10 @@ def cmd_up(args: argparse.Namespace) -> None:
     )
     log.info(
         "up.started url=http://%s:%d data_dir=%s worker_pid=%d auth=%s",
-        args.host, args.port, settings.data_dir, worker.pid,
+        args.host,
+        args.port,
+        settings.data_dir,
+        worker.pid,
         "on" if settings.auth_enabled else "off (embedded default; LABELWISE_AUTH=on)",
     )
     try:
@@ -125,7 +130,7 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
 
     with session_scope() as session:
         key = create_key(session, args.owner)
-    # The key is the last word of the line, so scripts can take it with `awk '{print $NF}'`.
+    # The key is the line's last word: scripts take it with `awk '{print $NF}'`.
     print(f"created API key for owner {args.owner}: {key}")
 
 
@@ -136,14 +141,18 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labelwise", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="labelwise", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def serving(p: argparse.ArgumentParser, host: str) -> None:
         p.add_argument("--host", default=host)
         p.add_argument("--port", type=int, default=8000)
 
-    up = sub.add_parser("up", help="embedded default: API + worker, nothing else needed")
+    up = sub.add_parser(
+        "up", help="embedded default: API + worker, nothing else needed"
+    )
     serving(up, "127.0.0.1")
     up.add_argument("--data-dir", help="where the database, broker and files live")
     up.set_defaults(func=cmd_up)
@@ -166,12 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--owner", required=True, help="who the key acts for")
     create.set_defaults(func=cmd_keys_create)
 
-    demo = sub.add_parser("demo", help="train on a generated dataset (or --csv) end to end")
-    demo.add_argument("--csv", type=Path, help="a CSV of yours instead of generated data")
+    demo = sub.add_parser(
+        "demo", help="train on a generated dataset (or --csv) end to end"
+    )
+    demo.add_argument(
+        "--csv", type=Path, help="a CSV of yours instead of generated data"
+    )
     demo.add_argument("--labels", help="label columns of --csv, comma-separated")
-    demo.add_argument("--test-csv", type=Path, help="optional test CSV with the same columns")
+    demo.add_argument(
+        "--test-csv", type=Path, help="optional test CSV with the same columns"
+    )
     demo.add_argument("--epochs", type=int, default=15)
-    demo.add_argument("--data-dir", help="keep the demo's data here (default: a temp dir)")
+    demo.add_argument(
+        "--data-dir", help="keep the demo's data here (default: a temp dir)"
+    )
     demo.add_argument("--port", type=int, default=0, help="0 picks a free port")
     demo.set_defaults(func=cmd_demo)
     return parser

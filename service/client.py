@@ -17,7 +17,9 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60) -> None:
+    def __init__(
+        self, base_url: str, api_key: str | None = None, timeout: float = 60
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
 
@@ -47,7 +49,10 @@ class Client:
             return self._json(self.http.post("/v1/datasets", data=data, files=files))
 
     def create_job(
-        self, dataset_id: str, config: dict | None = None, test_dataset_id: str | None = None
+        self,
+        dataset_id: str,
+        config: dict | None = None,
+        test_dataset_id: str | None = None,
     ) -> dict:
         body: dict[str, Any] = {"dataset_id": dataset_id}
         if config is not None:
@@ -63,7 +68,9 @@ class Client:
     def job(self, job_id: str) -> dict:
         return self._json(self.http.get(f"/v1/jobs/{job_id}"))
 
-    def wait(self, job_id: str, timeout: float = 600, poll: float = 0.25, on_poll=None) -> dict:
+    def wait(
+        self, job_id: str, timeout: float = 600, poll: float = 0.25, on_poll=None
+    ) -> dict:
         """Poll until the job is final; returns the last job body."""
         deadline = time.monotonic() + timeout
         while True:
@@ -73,19 +80,30 @@ class Client:
             if job["status"] in ("succeeded", "failed", "cancelled"):
                 return job
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+                raise TimeoutError(
+                    f"job {job_id} still {job['status']} after {timeout}s"
+                )
             time.sleep(poll)
+
+    def candidates(self, job_id: str) -> dict:
+        return self._json(self.http.get(f"/v1/jobs/{job_id}/candidates"))
 
     def history(self, job_id: str) -> dict:
         return self._json(self.http.get(f"/v1/jobs/{job_id}/history"))
 
     def metrics(self, job_id: str, split: str = "validation") -> dict:
-        return self._json(self.http.get(f"/v1/jobs/{job_id}/metrics", params={"split": split}))
+        return self._json(
+            self.http.get(f"/v1/jobs/{job_id}/metrics", params={"split": split})
+        )
 
     def predict_rows(self, model_id: str, rows: list[dict]) -> dict:
-        return self._json(self.http.post(f"/v1/models/{model_id}/predict", json={"rows": rows}))
+        return self._json(
+            self.http.post(f"/v1/models/{model_id}/predict", json={"rows": rows})
+        )
 
     def predict_file(self, model_id: str, path: Path) -> dict:
         with open(path, "rb") as handle:
             files = {"file": (Path(path).name, handle, "application/octet-stream")}
-            return self._json(self.http.post(f"/v1/models/{model_id}/predict", files=files))
+            return self._json(
+                self.http.post(f"/v1/models/{model_id}/predict", files=files)
+            )

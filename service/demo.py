@@ -1,11 +1,13 @@
 """`labelwise demo`: the whole loop a user runs, against a real embedded service.
 
-Starts `labelwise up` in a child process (SQLite, filesystem broker, one worker), uploads
-a dataset, trains, prints per-label metrics and predicts, then shuts the service down.
+Starts `labelwise up` in a child process (SQLite, filesystem broker, one worker),
+uploads a dataset, trains, prints per-label metrics and predicts, then shuts the
+service down.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -52,11 +54,15 @@ def _start_service(data_dir: Path, port: int) -> subprocess.Popen:
     log = open(data_dir / "service.log", "w")
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", "up", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
-def _wait_healthy(client: Client, process: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_healthy(
+    client: Client, process: subprocess.Popen, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -74,9 +80,13 @@ def _fmt(value: float | None) -> str:
 
 
 def print_metrics(metrics: dict) -> None:
-    print(f"\nPer-label metrics on the {metrics['split']} split ({metrics['rows']} rows):")
-    print(f"  {'label':<14}{'support':>8}{'tp':>6}{'fp':>6}{'fn':>6}"
-          f"{'prec':>7}{'recall':>7}{'f1':>7}{'AP':>7}{'thr':>6}")
+    print(
+        f"\nPer-label metrics on the {metrics['split']} split ({metrics['rows']} rows):"
+    )
+    print(
+        f"  {'label':<14}{'support':>8}{'tp':>6}{'fp':>6}{'fn':>6}"
+        f"{'prec':>7}{'recall':>7}{'f1':>7}{'AP':>7}{'thr':>6}"
+    )
     for row in metrics["labels"]:
         print(
             f"  {row['label']:<14}{row['support']:>8}{row['tp']:>6}{row['fp']:>6}"
@@ -87,6 +97,17 @@ def print_metrics(metrics: dict) -> None:
         f"  macro-F1 {_fmt(metrics['macro_f1'])}  micro-F1 {_fmt(metrics['micro_f1'])}  "
         f"mAP {_fmt(metrics['map'])}  hamming {_fmt(metrics['hamming_loss'])}"
     )
+
+
+def print_candidates(body: dict) -> None:
+    print("\nimbalance: auto tried these strategies (validation split):")
+    print(f"  {'strategy':<28}{'macro-F1':>9}{'micro-F1':>9}{'seconds':>9}")
+    for candidate in body["candidates"]:
+        mark = "  <- chosen" if candidate["chosen"] else ""
+        print(
+            f"  {candidate['strategy']:<28}{_fmt(candidate['macro_f1']):>9}"
+            f"{_fmt(candidate['micro_f1']):>9}{candidate['seconds'] or 0:>9.1f}{mark}"
+        )
 
 
 def run_demo(args) -> int:
@@ -114,10 +135,13 @@ def run_demo(args) -> int:
     port = args.port or _free_port()
     process = _start_service(data_dir, port)
     client = Client(f"http://127.0.0.1:{port}")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     try:
         _wait_healthy(client, process)
-        print(f"labelwise is up at http://127.0.0.1:{port} (docs at /docs), "
-              f"data in {data_dir}")
+        print(
+            f"labelwise is up at http://127.0.0.1:{port} (docs at /docs), "
+            f"data in {data_dir}"
+        )
         return _walkthrough(client, train_path, test_path, labels, args.epochs)
     except ApiError as exc:
         print(f"request refused: {exc}", file=sys.stderr)
@@ -133,14 +157,22 @@ def run_demo(args) -> int:
             owned_tmp.cleanup()
 
 
-def _walkthrough(client: Client, train_path: Path, test_path: Path | None,
-                 labels: list[str], epochs: int) -> int:
+def _walkthrough(
+    client: Client,
+    train_path: Path,
+    test_path: Path | None,
+    labels: list[str],
+    epochs: int,
+) -> int:
     dataset = client.upload_dataset(train_path, labels, name=Path(train_path).stem)
     rates = ", ".join(
-        f"{name} {count / dataset['rows']:.0%}" for name, count in dataset["positives"].items()
+        f"{name} {count / dataset['rows']:.0%}"
+        for name, count in dataset["positives"].items()
     )
-    print(f"uploaded {dataset['id']}: {dataset['rows']} rows, "
-          f"{len(dataset['features'])} features; positive rates: {rates}")
+    print(
+        f"uploaded {dataset['id']}: {dataset['rows']} rows, "
+        f"{len(dataset['features'])} features; positive rates: {rates}"
+    )
     test = client.upload_dataset(test_path, labels, name="test") if test_path else None
 
     job = client.create_job(
@@ -155,14 +187,18 @@ def _walkthrough(client: Client, train_path: Path, test_path: Path | None,
         if job["status"] == "running" and progress["epoch"] != last_epoch:
             last_epoch = progress["epoch"]
             loss = progress["loss"]
-            print(f"  epoch {progress['epoch']}/{progress['epochs']} "
-                  f"loss {'-' if loss is None else f'{loss:.4f}'}")
+            print(
+                f"  epoch {progress['epoch']}/{progress['epochs']} "
+                f"loss {'-' if loss is None else f'{loss:.4f}'}"
+            )
 
     job = client.wait(job["id"], on_poll=show)
     if job["status"] != "succeeded":
         print(f"job {job['status']}: {job['error']}", file=sys.stderr)
         return 1
     print(f"job succeeded; model {job['model_id']}")
+    if job["parent_id"] is None and job["config"]["imbalance"] == "auto":
+        print_candidates(client.candidates(job["id"]))
     print_metrics(client.metrics(job["id"], "validation"))
     if test:
         print_metrics(client.metrics(job["id"], "test"))
@@ -171,10 +207,14 @@ def _walkthrough(client: Client, train_path: Path, test_path: Path | None,
     rows = sample.drop(columns=labels, errors="ignore").to_dict(orient="records")
     prediction = client.predict_rows(job["model_id"], rows)
     print("\nPredictions for 5 rows (label: probability, * = predicted):")
-    for probs, flags in zip(prediction["probabilities"], prediction["predictions"],
-                            strict=True):
-        print("  " + "  ".join(
-            f"{name}:{p:.2f}{'*' if f else ' '}"
-            for name, p, f in zip(prediction["labels"], probs, flags, strict=True)
-        ))
+    for probs, flags in zip(
+        prediction["probabilities"], prediction["predictions"], strict=True
+    ):
+        print(
+            "  "
+            + "  ".join(
+                f"{name}:{p:.2f}{'*' if f else ' '}"
+                for name, p, f in zip(prediction["labels"], probs, flags, strict=True)
+            )
+        )
     return 0

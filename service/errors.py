@@ -15,8 +15,14 @@ class DomainError(Exception):
 
     status_code = 400
 
-    def __init__(self, code: str, message: str, *, status_code: int | None = None,
-                 detail: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

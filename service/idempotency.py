@@ -45,20 +45,33 @@ def replay(
 
 
 def remember(
-    session: Session, owner: str, endpoint: str, key: str, request_hash: str,
-    status_code: int, body: dict[str, Any],
+    session: Session,
+    owner: str,
+    endpoint: str,
+    key: str,
+    request_hash: str,
+    status_code: int,
+    body: dict[str, Any],
 ) -> None:
     session.add(
         IdempotencyRecord(
-            owner=owner, endpoint=endpoint, key=key, request_hash=request_hash,
-            status_code=status_code, response=body,
+            owner=owner,
+            endpoint=endpoint,
+            key=key,
+            request_hash=request_hash,
+            status_code=status_code,
+            response=body,
         )
     )
     session.flush()
 
 
 def commit_or_replay(
-    session: Session, owner: str, endpoint: str, key: str | None, request_hash: str,
+    session: Session,
+    owner: str,
+    endpoint: str,
+    key: str | None,
+    request_hash: str,
     on_conflict: Callable[[], None] | None = None,
 ) -> JSONResponse | None:
     """Commit; if a concurrent request with the same key won the race, roll back and

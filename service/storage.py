@@ -46,8 +46,10 @@ class Storage:
         """Delete what a key names (an orphan left by a lost race); missing is fine."""
         shutil.rmtree(self.path(key), ignore_errors=True)
 
-    def read_arrays(self, key: str, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """``features [rows, n_features]`` float32 and ``labels [rows, n_labels]`` uint8."""
+    def read_arrays(
+        self, key: str, mmap: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``features [rows, n_features]`` float32, ``labels [rows, n_labels]`` uint8."""
         directory = self.path(key)
         mode = "r" if mmap else None
         return (

@@ -14,6 +14,15 @@ from service.jobs.tables import (
 from service.models.tables import Model
 
 __all__ = [
-    "ApiKey", "Base", "IdempotencyRecord", "JobKind", "Dataset", "Job", "JobEpoch", "JobStatus", "LabelMetricsRow", "Model",
+    "ApiKey",
+    "Base",
+    "IdempotencyRecord",
+    "JobKind",
+    "Dataset",
+    "Job",
+    "JobEpoch",
+    "JobStatus",
+    "LabelMetricsRow",
+    "Model",
     "SplitMetricsRow",
 ]

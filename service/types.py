@@ -13,5 +13,5 @@ Timestamp = DateTime(timezone=True)
 
 
 def new_id(prefix: str) -> str:
-    """``ds_3f9c...``: the prefix says what the id names, 96 random bits keep it unique."""
+    """``ds_3f9c...``: the prefix names the kind; 96 random bits keep it unique."""
     return f"{prefix}_{secrets.token_hex(12)}"

@@ -66,7 +66,9 @@ async def receive_multipart(
         state["headers"][state["field"]] = data[start:end]
 
     def on_headers_finished() -> None:
-        _, options = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        _, options = parse_options_header(
+            state["headers"].get(b"content-disposition", b"")
+        )
         name = options.get(b"name", b"").decode("utf-8", "replace")
         state["name"] = name
         if name == file_field:
@@ -109,7 +111,8 @@ async def receive_multipart(
         parser.finalize()
     except FormParserError as exc:
         raise InvalidInput(
-            "request.malformed_multipart", f"The multipart body could not be parsed: {exc}."
+            "request.malformed_multipart",
+            f"The multipart body could not be parsed: {exc}.",
         ) from exc
     finally:
         out.close()

@@ -20,7 +20,9 @@ import redis
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
-PG_ADMIN = os.environ.get("LABELWISE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "LABELWISE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("LABELWISE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 
@@ -52,7 +54,9 @@ def pg_database() -> Iterator[str]:
     url = f"{url}/{name}"
     subprocess.run(
         [sys.executable, "-m", "service.cli", "migrate"],
-        env={**os.environ, "LABELWISE_DATABASE_URL": url}, check=True, cwd=REPO,
+        env={**os.environ, "LABELWISE_DATABASE_URL": url},
+        check=True,
+        cwd=REPO,
     )
     yield url
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -111,7 +115,11 @@ def cli_key(env: dict[str, str], owner: str) -> str:
     """A key made the way an operator makes one: `labelwise keys create`."""
     result = subprocess.run(
         [sys.executable, "-m", "service.cli", "keys", "create", "--owner", owner],
-        env={**os.environ, **env}, capture_output=True, text=True, check=True, cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     return result.stdout.split()[-1]
 
@@ -124,8 +132,11 @@ class Process:
         self._log = open(log_path, "w")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "service.cli", *args],
-            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
-            cwd=REPO, start_new_session=True,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
 
     def log(self) -> str:

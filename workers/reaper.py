@@ -14,7 +14,7 @@ import os
 import time
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from service.db import session_scope, utcnow
 from service.settings import Settings
@@ -44,10 +44,15 @@ def reap(settings: Settings, enqueue) -> dict[str, int]:
                 _end(job, JobStatus.CANCELLED, None, None, now)
                 counts["cancelled"] += 1
             elif job.attempts >= settings.max_attempts:
-                _end(job, JobStatus.FAILED, "worker_lost",
-                     f"The worker running this job stopped answering on each of "
-                     f"{job.attempts} attempts (out of memory, or killed); check the "
-                     "worker logs and the job's memory needs.", now)
+                _end(
+                    job,
+                    JobStatus.FAILED,
+                    "worker_lost",
+                    f"The worker running this job stopped answering on each of "
+                    f"{job.attempts} attempts (out of memory, or killed); check the "
+                    "worker logs and the job's memory needs.",
+                    now,
+                )
                 counts["failed"] += 1
             else:
                 job.status = JobStatus.QUEUED
@@ -57,7 +62,9 @@ def reap(settings: Settings, enqueue) -> dict[str, int]:
                 job.updated_at = now
                 to_send.append(job.id)
                 counts["requeued"] += 1
-                log.warning("job.lease_expired job_id=%s attempt=%d", job.id, job.attempts)
+                log.warning(
+                    "job.lease_expired job_id=%s attempt=%d", job.id, job.attempts
+                )
 
         stale = session.scalars(
             select(Job)
@@ -89,7 +96,9 @@ def _end(job: Job, status: str, code: str | None, message: str | None, now) -> N
     job.updated_at = now
     job.lease_owner = None
     job.lease_expires_at = None
-    log.warning("job.reaped job_id=%s status=%s attempts=%d", job.id, status, job.attempts)
+    log.warning(
+        "job.reaped job_id=%s status=%s attempts=%d", job.id, status, job.attempts
+    )
 
 
 def run_forever(settings: Settings, parent_pid: int | None = None) -> None:
@@ -100,9 +109,13 @@ def run_forever(settings: Settings, parent_pid: int | None = None) -> None:
         try:
             counts = reap(settings, enqueue_training)
             if any(counts.values()):
-                log.info("reaper.pass %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+                log.info(
+                    "reaper.pass %s", " ".join(f"{k}={v}" for k, v in counts.items())
+                )
         except Exception as exc:  # database down: try again next interval
-            log.warning("reaper.pass_failed error=%s detail=%s", type(exc).__name__, exc)
+            log.warning(
+                "reaper.pass_failed error=%s detail=%s", type(exc).__name__, exc
+            )
         time.sleep(settings.reaper_interval)
 
 

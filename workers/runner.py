@@ -134,7 +134,8 @@ class Heartbeat:
             try:
                 with session_scope() as session:
                     fence(
-                        session, self.attempt,
+                        session,
+                        self.attempt,
                         lease_expires_at=utcnow()
                         + timedelta(seconds=self.settings.lease_seconds),
                     )
@@ -142,8 +143,11 @@ class Heartbeat:
                 self.lost.set()
                 return
             except Exception as exc:  # database blip: the next beat tries again
-                log.warning("job.heartbeat_failed job_id=%s error=%s",
-                            self.attempt.job_id, type(exc).__name__)
+                log.warning(
+                    "job.heartbeat_failed job_id=%s error=%s",
+                    self.attempt.job_id,
+                    type(exc).__name__,
+                )
 
 
 class JobReporter:
@@ -153,8 +157,14 @@ class JobReporter:
     auto job); the fence is always the claimed job's row.
     """
 
-    def __init__(self, attempt: Attempt, heartbeat: Heartbeat, record_as: str,
-                 epoch_offset: int = 0, epochs_total: int | None = None) -> None:
+    def __init__(
+        self,
+        attempt: Attempt,
+        heartbeat: Heartbeat,
+        record_as: str,
+        epoch_offset: int = 0,
+        epochs_total: int | None = None,
+    ) -> None:
         self.attempt = attempt
         self.heartbeat = heartbeat
         self.record_as = record_as
@@ -164,7 +174,8 @@ class JobReporter:
     def on_progress(self, progress: Progress) -> None:
         with session_scope() as session:
             fence(
-                session, self.attempt,
+                session,
+                self.attempt,
                 progress_epoch=self.epoch_offset + progress.epoch,
                 progress_epochs=self.epochs_total or progress.epochs,
                 progress_step=progress.step,
@@ -178,7 +189,8 @@ class JobReporter:
     def on_epoch_end(self, record: EpochRecord) -> None:
         with session_scope() as session:
             fence(
-                session, self.attempt,
+                session,
+                self.attempt,
                 progress_epoch=self.epoch_offset + record.epoch,
                 progress_loss=record.train_loss,
                 progress_rollbacks=record.rollbacks,
@@ -188,8 +200,12 @@ class JobReporter:
         log.info(
             "job.epoch_finished job_id=%s epoch=%d train_loss=%.5f val_loss=%.5f "
             "val_macro_f1=%s skipped_steps=%d",
-            self.record_as, record.epoch, record.train_loss, record.val_loss,
-            record.val_macro_f1, record.skipped_steps,
+            self.record_as,
+            record.epoch,
+            record.train_loss,
+            record.val_loss,
+            record.val_macro_f1,
+            record.skipped_steps,
         )
 
     def on_checkpoint(self, epoch: int) -> None:
@@ -208,10 +224,21 @@ class JobReporter:
 
 def _epoch_fields(record: EpochRecord) -> dict:
     fields = asdict(record)
-    return {key: fields[key] for key in (
-        "fold", "epoch", "train_loss", "val_loss", "val_macro_f1", "lr", "seconds",
-        "skipped_steps", "grad_norm", "rollbacks",
-    )}
+    return {
+        key: fields[key]
+        for key in (
+            "fold",
+            "epoch",
+            "train_loss",
+            "val_loss",
+            "val_macro_f1",
+            "lr",
+            "seconds",
+            "skipped_steps",
+            "grad_norm",
+            "rollbacks",
+        )
+    }
 
 
 def run_job(job_id: str, settings: Settings, worker: str) -> None:
@@ -220,7 +247,9 @@ def run_job(job_id: str, settings: Settings, worker: str) -> None:
         log.info("job.skipped job_id=%s reason=not_queued", job_id)
         return
     started = time.monotonic()
-    log.info("job.started job_id=%s attempt=%d worker=%s", job_id, attempt.number, worker)
+    log.info(
+        "job.started job_id=%s attempt=%d worker=%s", job_id, attempt.number, worker
+    )
     try:
         with Heartbeat(attempt, settings) as heartbeat:
             with session_scope() as session:
@@ -239,13 +268,17 @@ def run_job(job_id: str, settings: Settings, worker: str) -> None:
         log.warning("job.failed job_id=%s code=%s", job_id, exc.code)
     except Exception as exc:
         _finish(
-            attempt, JobStatus.FAILED, "internal_error",
+            attempt,
+            JobStatus.FAILED,
+            "internal_error",
             f"Training stopped on an unexpected {type(exc).__name__}; the worker log "
             f"has the traceback under job_id={job_id}.",
         )
         log.exception("job.crashed job_id=%s", job_id)
     else:
-        log.info("job.succeeded job_id=%s seconds=%.2f", job_id, time.monotonic() - started)
+        log.info(
+            "job.succeeded job_id=%s seconds=%.2f", job_id, time.monotonic() - started
+        )
 
 
 def _load_job(attempt: Attempt, storage: Storage):
@@ -281,17 +314,24 @@ def _train(attempt: Attempt, heartbeat: Heartbeat, settings: Settings) -> None:
     epochs = config.train.epochs * config.data.folds
     for index, (candidate, row_id) in enumerate(zip(plan, rows, strict=True)):
         reporter = JobReporter(
-            attempt, heartbeat, record_as=row_id,
-            epoch_offset=index * epochs, epochs_total=epochs * len(plan),
+            attempt,
+            heartbeat,
+            record_as=row_id,
+            epoch_offset=index * epochs,
+            epochs_total=epochs * len(plan),
         )
-        outcome = _run_candidate(attempt, candidate, row_id, prepared, reporter,
-                                 storage, settings, auto)
+        outcome = _run_candidate(
+            attempt, candidate, row_id, prepared, reporter, storage, settings, auto
+        )
         if outcome is not None:
             outcomes[row_id] = outcome
 
     if not outcomes:
-        raise EngineError("auto.no_candidate", "Every candidate strategy failed; see "
-                          "GET /v1/jobs/{id}/candidates for each one's error.")
+        raise EngineError(
+            "auto.no_candidate",
+            "Every candidate strategy failed; see "
+            "GET /v1/jobs/{id}/candidates for each one's error.",
+        )
     winner = select_winner(outcomes)
     best = outcomes[winner]
     test_metrics = evaluate_on(best.predictor, test) if test is not None else None
@@ -303,16 +343,31 @@ def _train(attempt: Attempt, heartbeat: Heartbeat, settings: Settings) -> None:
         result = {
             "chosen_candidate": winner,
             "strategy": plan[rows.index(winner)].name,
-            "imbalance": plan[rows.index(winner)].config.imbalance.model_dump(mode="json"),
-            "threshold_notes": dict(zip(best.predictor.label_names, best.threshold_notes,
-                                        strict=True)),
+            "imbalance": plan[rows.index(winner)].config.imbalance.model_dump(
+                mode="json"
+            ),
+            "threshold_notes": dict(
+                zip(best.predictor.label_names, best.threshold_notes, strict=True)
+            ),
         }
     else:
-        result = {"threshold_notes": dict(zip(best.predictor.label_names,
-                                              best.threshold_notes, strict=True)),
-                  "best_epoch": best.best_epoch}
-    _record_success(attempt, owner, dataset_id, model_id, storage_key, best,
-                    test_metrics, result, winner if auto else None)
+        result = {
+            "threshold_notes": dict(
+                zip(best.predictor.label_names, best.threshold_notes, strict=True)
+            ),
+            "best_epoch": best.best_epoch,
+        }
+    _record_success(
+        attempt,
+        owner,
+        dataset_id,
+        model_id,
+        storage_key,
+        best,
+        test_metrics,
+        result,
+        winner if auto else None,
+    )
     for row_id in rows:
         storage.remove(_candidate_key(row_id))
         shutil.rmtree(_checkpoint_dir(storage, row_id), ignore_errors=True)
@@ -331,9 +386,13 @@ def _candidate_rows(attempt: Attempt, plan: list[Candidate]) -> list[str]:
     resume (in plan order)."""
     with session_scope() as session:
         parent = session.get(Job, attempt.job_id)
-        existing = list(session.scalars(
-            select(Job).where(Job.parent_id == parent.id).order_by(Job.created_at, Job.id)
-        ))
+        existing = list(
+            session.scalars(
+                select(Job)
+                .where(Job.parent_id == parent.id)
+                .order_by(Job.created_at, Job.id)
+            )
+        )
         if existing:
             return [job.id for job in existing]
         fence(session, attempt)
@@ -358,21 +417,34 @@ def _candidate_rows(attempt: Attempt, plan: list[Candidate]) -> list[str]:
 
 
 def _run_candidate(
-    attempt: Attempt, candidate: Candidate, row_id: str, data: PreparedData,
-    reporter: JobReporter, storage: Storage, settings: Settings, auto: bool,
+    attempt: Attempt,
+    candidate: Candidate,
+    row_id: str,
+    data: PreparedData,
+    reporter: JobReporter,
+    storage: Storage,
+    settings: Settings,
+    auto: bool,
 ) -> CandidateOutcome | None:
     model_dir = storage.path(_candidate_key(row_id))
     if auto:
         with session_scope() as session:
             fence(session, attempt)
             session.execute(
-                update(Job).where(Job.id == row_id).values(
-                    status=JobStatus.RUNNING, started_at=utcnow(), attempts=Job.attempts + 1
+                update(Job)
+                .where(Job.id == row_id)
+                .values(
+                    status=JobStatus.RUNNING,
+                    started_at=utcnow(),
+                    attempts=Job.attempts + 1,
                 )
             )
     try:
         outcome = train_candidate(
-            candidate, data, model_dir, reporter,
+            candidate,
+            data,
+            model_dir,
+            reporter,
             checkpoint_dir=_checkpoint_dir(storage, row_id),
             progress_interval=settings.progress_interval,
         )
@@ -387,21 +459,31 @@ def _run_candidate(
             fence(session, attempt)
             _add_metrics(session, row_id, "validation", outcome.validation)
             session.execute(
-                update(Job).where(Job.id == row_id).values(
-                    status=JobStatus.SUCCEEDED, finished_at=utcnow(), updated_at=utcnow()
+                update(Job)
+                .where(Job.id == row_id)
+                .values(
+                    status=JobStatus.SUCCEEDED,
+                    finished_at=utcnow(),
+                    updated_at=utcnow(),
                 )
             )
     return outcome
 
 
-def _finish_candidate(attempt: Attempt, row_id: str, status: str, code: str,
-                      message: str) -> None:
+def _finish_candidate(
+    attempt: Attempt, row_id: str, status: str, code: str, message: str
+) -> None:
     with session_scope() as session:
         fence(session, attempt)
         session.execute(
-            update(Job).where(Job.id == row_id).values(
-                status=status, error_code=code, error_message=message,
-                finished_at=utcnow(), updated_at=utcnow(),
+            update(Job)
+            .where(Job.id == row_id)
+            .values(
+                status=status,
+                error_code=code,
+                error_message=message,
+                finished_at=utcnow(),
+                updated_at=utcnow(),
             )
         )
 
@@ -414,14 +496,17 @@ def _lr_find(attempt: Attempt, heartbeat: Heartbeat, settings: Settings) -> None
     _check_device(config)
     prepared = prepare(config, data)
     if config.imbalance == "auto":
-        config = candidates(config)[1].config  # plain BCE: the rate, not the loss, is tested
+        config = candidates(config)[
+            1
+        ].config  # plain BCE: the rate, not the loss, is tested
     finder = LRFinderConfig.model_validate((result or {}).get("lr_finder", {}))
     reporter = JobReporter(attempt, heartbeat, record_as=attempt.job_id)
     fold = prepared.folds[0]  # the range test needs one training part, not k
     found = lr_find(config, finder, fold.x_train, fold.y_train, reporter)
     with session_scope() as session:
         fence(
-            session, attempt,
+            session,
+            attempt,
             status=JobStatus.SUCCEEDED,
             finished_at=utcnow(),
             lease_expires_at=None,
@@ -441,8 +526,14 @@ def _load(dataset: Dataset, storage: Storage) -> LabeledArrays:
 
 
 def _record_success(
-    attempt: Attempt, owner: str, dataset_id: str, model_id: str, storage_key: str,
-    outcome: CandidateOutcome, test: SplitMetrics | None, result: dict,
+    attempt: Attempt,
+    owner: str,
+    dataset_id: str,
+    model_id: str,
+    storage_key: str,
+    outcome: CandidateOutcome,
+    test: SplitMetrics | None,
+    result: dict,
     history_from: str | None,
 ) -> None:
     predictor = outcome.predictor
@@ -468,7 +559,8 @@ def _record_success(
             for record in outcome.history:
                 session.merge(JobEpoch(job_id=attempt.job_id, **_epoch_fields(record)))
         fence(
-            session, attempt,
+            session,
+            attempt,
             status=JobStatus.SUCCEEDED,
             model_id=model_id,
             result=result,
@@ -478,7 +570,9 @@ def _record_success(
         )
 
 
-def _add_metrics(session: Session, job_id: str, split: str, metrics: SplitMetrics) -> None:
+def _add_metrics(
+    session: Session, job_id: str, split: str, metrics: SplitMetrics
+) -> None:
     session.merge(
         SplitMetricsRow(
             job_id=job_id,
@@ -495,25 +589,36 @@ def _add_metrics(session: Session, job_id: str, split: str, metrics: SplitMetric
     )
     for index, label in enumerate(metrics.labels):
         session.merge(
-            LabelMetricsRow(job_id=job_id, split=split, label_index=index, **asdict(label))
+            LabelMetricsRow(
+                job_id=job_id, split=split, label_index=index, **asdict(label)
+            )
         )
 
 
-def _finish(attempt: Attempt, status: str, code: str | None = None,
-            message: str | None = None) -> None:
+def _finish(
+    attempt: Attempt, status: str, code: str | None = None, message: str | None = None
+) -> None:
     try:
         with session_scope() as session:
             fence(
-                session, attempt,
-                status=status, error_code=code, error_message=message,
-                finished_at=utcnow(), lease_expires_at=None,
+                session,
+                attempt,
+                status=status,
+                error_code=code,
+                error_message=message,
+                finished_at=utcnow(),
+                lease_expires_at=None,
             )
             # Candidates still running under this job end with it.
             session.execute(
                 update(Job)
-                .where(Job.parent_id == attempt.job_id,
-                       Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                .where(
+                    Job.parent_id == attempt.job_id,
+                    Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+                )
                 .values(status=status, finished_at=utcnow(), updated_at=utcnow())
             )
     except LeaseLost:
-        log.warning("job.lease_lost job_id=%s attempt=%d", attempt.job_id, attempt.number)
+        log.warning(
+            "job.lease_lost job_id=%s attempt=%d", attempt.job_id, attempt.number
+        )

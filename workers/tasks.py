@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+# torch.optim imports torch._dynamo on first use, which takes seconds; doing it here,
+# in the worker's parent before the pool forks, spares every child (and each job's
+# first epoch) that cost. It is a plain import: no CUDA is touched.
+import torch._dynamo  # noqa: F401
+
 from service.settings import get_settings
 from workers.celery_app import TRAIN_TASK, app
 from workers.runner import run_job

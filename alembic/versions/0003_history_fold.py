@@ -8,11 +8,11 @@ Create Date: 2026-12-03 17:20:24.133694
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 
-
-revision: str = '0003'
-down_revision: str | None = '0002'
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

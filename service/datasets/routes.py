@@ -23,10 +23,15 @@ ENDPOINT = "POST /v1/datasets"
 
 _UPLOAD_BODY = multipart_body_schema(
     {
-        "file": {"type": "string", "format": "binary",
-                 "description": "CSV or Parquet with a header row."},
-        "label_columns": {"type": "string",
-                          "description": "Comma-separated names of the 0/1 label columns."},
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "CSV or Parquet with a header row.",
+        },
+        "label_columns": {
+            "type": "string",
+            "description": "Comma-separated names of the 0/1 label columns.",
+        },
         "name": {"type": "string", "maxLength": 256},
     },
     required=["file", "label_columns"],
@@ -59,17 +64,21 @@ async def upload_dataset(
     files: Storage = Depends(storage),
     owner: str = Depends(current_owner),
 ):
-    """Upload a CSV or Parquet file (multipart `file`) with its `label_columns`. The file
-    is streamed to disk and validated before anything is stored."""
+    """Upload a CSV or Parquet file (multipart `file`) with its `label_columns`. The
+    file is streamed to disk and validated before anything is stored."""
     key = idempotency.check_key(idempotency_key)
     staged = files.new_upload_path()
     try:
-        upload = await receive_multipart(request, staged, get_settings().max_upload_bytes)
+        upload = await receive_multipart(
+            request, staged, get_settings().max_upload_bytes
+        )
         labels, name = _form_fields(upload.fields, upload.file_received)
         request_hash = hashlib.sha256(
             f"{upload.sha256}|{','.join(labels)}|{name}".encode()
         ).hexdigest()
-        if key and (stored := idempotency.replay(session, owner, ENDPOINT, key, request_hash)):
+        if key and (
+            stored := idempotency.replay(session, owner, ENDPOINT, key, request_hash)
+        ):
             return stored
 
         dataset = await run_in_threadpool(
@@ -79,7 +88,11 @@ async def upload_dataset(
         if key:
             idempotency.remember(session, owner, ENDPOINT, key, request_hash, 201, body)
         raced = idempotency.commit_or_replay(
-            session, owner, ENDPOINT, key, request_hash,
+            session,
+            owner,
+            ENDPOINT,
+            key,
+            request_hash,
             on_conflict=lambda: files.remove(dataset.storage_key),
         )
         return raced or JSONResponse(body, status_code=201)
@@ -87,10 +100,13 @@ async def upload_dataset(
         staged.unlink(missing_ok=True)
 
 
-def _form_fields(fields: dict[str, str], file_received: bool) -> tuple[list[str], str | None]:
+def _form_fields(
+    fields: dict[str, str], file_received: bool
+) -> tuple[list[str], str | None]:
     if not file_received:
         raise InvalidInput(
-            "request.invalid", "Field 'file' is required: attach the CSV or Parquet file."
+            "request.invalid",
+            "Field 'file' is required: attach the CSV or Parquet file.",
         )
     if "label_columns" not in fields:
         raise InvalidInput(
@@ -99,7 +115,9 @@ def _form_fields(fields: dict[str, str], file_received: bool) -> tuple[list[str]
         )
     name = fields.get("name") or None
     if name is not None and len(name) > 256:
-        raise InvalidInput("request.invalid", "Field 'name' is longer than 256 characters.")
+        raise InvalidInput(
+            "request.invalid", "Field 'name' is longer than 256 characters."
+        )
     return service.parse_label_columns(fields["label_columns"]), name
 
 

@@ -68,12 +68,17 @@ def create_dataset(
     session.flush()
     log.info(
         "dataset.created dataset_id=%s rows=%d features=%d labels=%d",
-        dataset_id, dataset.rows, len(dataset.feature_names), len(dataset.label_names),
+        dataset_id,
+        dataset.rows,
+        len(dataset.feature_names),
+        len(dataset.label_names),
     )
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: str, owner: str, field: str = "id") -> Dataset:
+def get_dataset(
+    session: Session, dataset_id: str, owner: str, field: str = "id"
+) -> Dataset:
     dataset = session.scalar(
         select(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner)
     )

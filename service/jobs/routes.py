@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from typing import Literal
-
 import hashlib
 import json
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.encoders import jsonable_encoder
@@ -79,14 +78,18 @@ def create_job(
     request_hash = hashlib.sha256(
         json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()
     ).hexdigest()
-    if key and (stored := idempotency.replay(session, owner, ENDPOINT, key, request_hash)):
+    if key and (
+        stored := idempotency.replay(session, owner, ENDPOINT, key, request_hash)
+    ):
         return stored
 
     job = service.create_job(session, request, owner)
     body = jsonable_encoder(job_out(job))
     if key:
         idempotency.remember(session, owner, ENDPOINT, key, request_hash, 202, body)
-    if raced := idempotency.commit_or_replay(session, owner, ENDPOINT, key, request_hash):
+    if raced := idempotency.commit_or_replay(
+        session, owner, ENDPOINT, key, request_hash
+    ):
         return raced
     enqueue_training(job.id)
     return JSONResponse(body, status_code=202)
@@ -136,8 +139,10 @@ def read_candidates(
                 macro_f1=summary.macro_f1 if summary else None,
                 micro_f1=summary.micro_f1 if summary else None,
                 map=summary.map if summary else None,
-                labels=[LabelMetricsOut.model_validate(r, from_attributes=True)
-                        for r in labels[candidate.id]],
+                labels=[
+                    LabelMetricsOut.model_validate(r, from_attributes=True)
+                    for r in labels[candidate.id]
+                ],
                 error=job_out(candidate).error,
             )
         )
@@ -184,7 +189,9 @@ def read_metrics(
         job_id=job.id,
         split=split,
         rows=summary.rows,
-        labels=[LabelMetricsOut.model_validate(r, from_attributes=True) for r in labels],
+        labels=[
+            LabelMetricsOut.model_validate(r, from_attributes=True) for r in labels
+        ],
         micro_f1=summary.micro_f1,
         macro_f1=summary.macro_f1,
         weighted_f1=summary.weighted_f1,

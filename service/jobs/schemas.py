@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,8 +12,9 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["train", "lr_find"] = Field(
-        "train", description="'lr_find' runs the learning-rate range test instead of "
-        "training; its curve and suggested rate appear under `result`."
+        "train",
+        description="'lr_find' runs the learning-rate range test instead of "
+        "training; its curve and suggested rate appear under `result`.",
     )
     dataset_id: str = Field(max_length=40)
     test_dataset_id: str | None = Field(None, max_length=40)
@@ -23,7 +23,8 @@ class JobCreate(BaseModel):
         description="Training config; omit it, or any part of it, for the defaults.",
     )
     lr_finder: LRFinderConfig = Field(
-        default_factory=LRFinderConfig, description="Range-test settings (lr_find only)."
+        default_factory=LRFinderConfig,
+        description="Range-test settings (lr_find only).",
     )
 
 
@@ -34,8 +35,12 @@ class Progress(BaseModel):
     steps_total: int
     loss: float | None = Field(description="Mean per-sample loss of the epoch so far.")
     eta_seconds: float | None
-    skipped_steps: int = Field(description="Steps skipped for a NaN/Inf loss or gradient.")
-    rollbacks: int = Field(description="Rollbacks to the last good state after divergence.")
+    skipped_steps: int = Field(
+        description="Steps skipped for a NaN/Inf loss or gradient."
+    )
+    rollbacks: int = Field(
+        description="Rollbacks to the last good state after divergence."
+    )
 
 
 class ErrorOut(BaseModel):
@@ -71,9 +76,13 @@ class EpochOut(BaseModel):
     val_loss: float
     val_macro_f1: float | None
     lr: float = Field(description="Learning rate in effect at the epoch's first step.")
-    seconds: float = Field(description="Wall seconds of the epoch, validation included.")
+    seconds: float = Field(
+        description="Wall seconds of the epoch, validation included."
+    )
     skipped_steps: int
-    grad_norm: float | None = Field(description="Mean global gradient norm before clipping.")
+    grad_norm: float | None = Field(
+        description="Mean global gradient norm before clipping."
+    )
     rollbacks: int = Field(description="Rollbacks so far in the job.")
 
 

@@ -34,7 +34,9 @@ def create_job(session: Session, request: JobCreate, owner: str) -> Job:
     dataset = get_dataset(session, request.dataset_id, owner, field="dataset_id")
     _check_split_sizes(dataset, request.config.data.validation_fraction)
     if request.test_dataset_id is not None:
-        test = get_dataset(session, request.test_dataset_id, owner, field="test_dataset_id")
+        test = get_dataset(
+            session, request.test_dataset_id, owner, field="test_dataset_id"
+        )
         _check_test_matches(dataset, test)
 
     config = request.config
@@ -51,7 +53,9 @@ def create_job(session: Session, request: JobCreate, owner: str) -> Job:
         test_dataset_id=request.test_dataset_id,
         config=config.model_dump(mode="json"),
         config_hash=config.config_hash(),
-        progress_epochs=config.train.epochs * config.data.folds * len(candidates(config)),
+        progress_epochs=config.train.epochs
+        * config.data.folds
+        * len(candidates(config)),
         enqueued_at=utcnow(),
     )
     session.add(job)
@@ -76,11 +80,17 @@ def request_cancel(session: Session, job: Job) -> Job:
         session.execute(
             update(Job)
             .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
-            .values(status=JobStatus.CANCELLED, cancel_requested=True,
-                    finished_at=now, updated_at=now)
+            .values(
+                status=JobStatus.CANCELLED,
+                cancel_requested=True,
+                finished_at=now,
+                updated_at=now,
+            )
         )
     session.execute(
-        update(Job).where(Job.id == job.id).values(cancel_requested=True, updated_at=now)
+        update(Job)
+        .where(Job.id == job.id)
+        .values(cancel_requested=True, updated_at=now)
     )
     session.flush()
     session.refresh(job)
@@ -95,7 +105,9 @@ def get_candidates(session: Session, job: Job) -> list[Job]:
     )
 
 
-def get_label_metrics(session: Session, job_ids: list[str], split: str) -> dict[str, list]:
+def get_label_metrics(
+    session: Session, job_ids: list[str], split: str
+) -> dict[str, list]:
     rows = session.scalars(
         select(LabelMetricsRow)
         .where(LabelMetricsRow.job_id.in_(job_ids), LabelMetricsRow.split == split)

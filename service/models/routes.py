@@ -81,8 +81,9 @@ async def predict(
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput(
-                "predict.file_missing", "Multipart field 'file' is missing; attach a "
-                "CSV or Parquet file as 'file'."
+                "predict.file_missing",
+                "Multipart field 'file' is missing; attach a "
+                "CSV or Parquet file as 'file'.",
             )
         features = await run_in_threadpool(_read_upload, upload, predictor, files)
     else:

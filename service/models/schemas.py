@@ -25,4 +25,6 @@ class PredictionOut(BaseModel):
     labels: list[str]
     thresholds: list[float]
     probabilities: list[list[float]] = Field(description="[rows][labels], input order.")
-    predictions: list[list[int]] = Field(description="1 where probability >= threshold.")
+    predictions: list[list[int]] = Field(
+        description="1 where probability >= threshold."
+    )

@@ -16,7 +16,9 @@ from workers.engine.artifact import Predictor, load_artifact
 
 
 def get_model(session: Session, model_id: str, owner: str) -> Model:
-    model = session.scalar(select(Model).where(Model.id == model_id, Model.owner == owner))
+    model = session.scalar(
+        select(Model).where(Model.id == model_id, Model.owner == owner)
+    )
     if model is None:
         raise NotFound("model.not_found", f"No model with id '{model_id}'.")
     return model
@@ -44,7 +46,9 @@ class ModelCache:
         return predictor
 
 
-def predict(predictor: Predictor, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``features [rows, n_features]`` -> probabilities and 0/1 predictions [rows, labels]."""
+def predict(
+    predictor: Predictor, features: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``features [rows, n_features]`` -> probabilities, 0/1 predictions [rows, labels]."""
     probs = predictor.predict_proba(features)
     return probs, (probs >= predictor.thresholds).astype(np.uint8)

@@ -30,7 +30,9 @@ def test_no_key_is_401_and_names_the_fix(api_client):
     assert response.status_code == 401
     assert response.json()["code"] == "auth.missing_key"
     assert "labelwise keys create" in response.json()["message"]
-    bad = api_client.get("/v1/datasets/ds_x", headers={"Authorization": "Bearer lw_nope"})
+    bad = api_client.get(
+        "/v1/datasets/ds_x", headers={"Authorization": "Bearer lw_nope"}
+    )
     assert bad.status_code == 401 and bad.json()["code"] == "auth.invalid_key"
 
 
@@ -38,8 +40,12 @@ def test_another_owner_gets_404_for_everything(api_client):
     dataset = upload(api_client).json()
     job = api_client.post("/v1/jobs", json={"dataset_id": dataset["id"]}).json()
     stranger = {"Authorization": f"Bearer {make_key('stranger')}"}
-    for path in (f"/v1/datasets/{dataset['id']}", f"/v1/datasets/{dataset['id']}/profile",
-                 f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/history"):
+    for path in (
+        f"/v1/datasets/{dataset['id']}",
+        f"/v1/datasets/{dataset['id']}/profile",
+        f"/v1/jobs/{job['id']}",
+        f"/v1/jobs/{job['id']}/history",
+    ):
         assert api_client.get(path, headers=stranger).status_code == 404, path
     response = api_client.post(
         "/v1/jobs", json={"dataset_id": dataset["id"]}, headers=stranger

@@ -19,7 +19,8 @@ def queued_job(api_client) -> str:
 
     content = b"a,y\n" + b"".join(f"{i},{i % 2}\n".encode() for i in range(20))
     dataset = api_client.post(
-        "/v1/datasets", data={"label_columns": "y"},
+        "/v1/datasets",
+        data={"label_columns": "y"},
         files={"file": ("d.csv", io.BytesIO(content), "text/csv")},
     ).json()
     return api_client.post("/v1/jobs", json={"dataset_id": dataset["id"]}).json()["id"]
@@ -68,7 +69,9 @@ def test_a_job_that_always_crashes_ends_failed(queued_job):
     for number in range(1, settings.max_attempts + 1):
         assert claim(queued_job, f"w:{number}", settings).number == number
         with session_scope() as session:
-            session.get(Job, queued_job).lease_expires_at = utcnow() - timedelta(seconds=1)
+            session.get(Job, queued_job).lease_expires_at = utcnow() - timedelta(
+                seconds=1
+            )
         reap(settings, lambda _job_id: None)
     with session_scope() as session:
         job = session.get(Job, queued_job)

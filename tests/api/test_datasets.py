@@ -52,12 +52,22 @@ def test_upload_yeast_reports_shape_and_positives(api_client):
     ("content", "labels", "code", "named"),
     [
         (b"a,b,y\n1,2,0\n", "z", "dataset.label_column_missing", "'z'"),
-        (b"a,b,y\n1,2,0\n3,4,2\n", "y", "dataset.invalid_label_value", "value 2 at row 2 (line 3)"),
+        (
+            b"a,b,y\n1,2,0\n3,4,2\n",
+            "y",
+            "dataset.invalid_label_value",
+            "value 2 at row 2 (line 3)",
+        ),
         (b"a,b,y\n1,x,0\n", "y", "dataset.non_numeric_feature", "'x'"),
         (b"", "y", "dataset.empty_file", None),
         (b"a,b,y\n", "y", "dataset.empty_file", None),
         (b"a,a,y\n1,2,0\n", "y", "dataset.duplicate_column", "'a'"),
-        (b"a,b,y\n1,2,0\n1,2\n", "y", "dataset.ragged_row", "Line 3 has 2 fields but the header has 3"),
+        (
+            b"a,b,y\n1,2,0\n1,2\n",
+            "y",
+            "dataset.ragged_row",
+            "Line 3 has 2 fields but the header has 3",
+        ),
         (b"a,b,y\n1,2,0\n", " , ", "dataset.no_label_columns", "label_columns"),
     ],
 )
@@ -90,5 +100,6 @@ def test_unknown_dataset_is_404(api_client):
     response = api_client.get("/v1/datasets/ds_nope")
     assert response.status_code == 404
     assert response.json() == {
-        "code": "dataset.not_found", "message": "No dataset with id 'ds_nope'."
+        "code": "dataset.not_found",
+        "message": "No dataset with id 'ds_nope'.",
     }

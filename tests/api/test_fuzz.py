@@ -1,4 +1,4 @@
-"""Fuzz every operation from the OpenAPI schema: whatever a client sends, never a 5xx."""
+"""Fuzz every operation from the OpenAPI schema: whatever is sent, never a 5xx."""
 
 from __future__ import annotations
 

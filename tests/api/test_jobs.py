@@ -11,7 +11,9 @@ pytestmark = pytest.mark.infra
 
 @pytest.fixture
 def dataset_id(api_client) -> str:
-    rows = "\n".join(f"{i},{i % 7},{int(i % 5 == 0)},{int(i % 2 == 0)}" for i in range(40))
+    rows = "\n".join(
+        f"{i},{i % 7},{int(i % 5 == 0)},{int(i % 2 == 0)}" for i in range(40)
+    )
     content = f"a,b,y1,y2\n{rows}\n".encode()
     response = api_client.post(
         "/v1/datasets",
@@ -42,17 +44,25 @@ def test_config_may_be_omitted(api_client, dataset_id):
         ({"train": {"lr": -1}}, "config.train.lr"),
         ({"train": {"learning_rate": 0.1}}, "config.train.learning_rate"),
         ({"model": {"type": "transformer"}}, "config.model"),
-        ({"imbalance": {"thresholds": {"mode": "fixed", "value": 2}}},
-         "config.imbalance.thresholds.value"),
-        ({"imbalance": {"loss": {"type": "focal", "gamma": -1}}},
-         "config.imbalance.loss.gamma"),
-        ({"train": {"schedule": {"type": "cosine", "warmup": 2}}},
-         "config.train.schedule.warmup"),
+        (
+            {"imbalance": {"thresholds": {"mode": "fixed", "value": 2}}},
+            "config.imbalance.thresholds.value",
+        ),
+        (
+            {"imbalance": {"loss": {"type": "focal", "gamma": -1}}},
+            "config.imbalance.loss.gamma",
+        ),
+        (
+            {"train": {"schedule": {"type": "cosine", "warmup": 2}}},
+            "config.train.schedule.warmup",
+        ),
         ({"data": {"validation_fraction": 1.5}}, "config.data.validation_fraction"),
     ],
 )
 def test_invalid_config_names_the_field(api_client, dataset_id, config, field):
-    response = api_client.post("/v1/jobs", json={"dataset_id": dataset_id, "config": config})
+    response = api_client.post(
+        "/v1/jobs", json={"dataset_id": dataset_id, "config": config}
+    )
     assert response.status_code == 422
     body = response.json()
     assert body["code"] == "request.invalid"
@@ -70,7 +80,9 @@ def test_metrics_before_success_are_404(api_client, dataset_id):
     response = api_client.get(f"/v1/jobs/{job['id']}/metrics")
     assert response.status_code == 404
     assert response.json()["code"] == "metrics.not_ready"
-    assert api_client.get(f"/v1/jobs/{job['id']}/metrics?split=train").status_code == 422
+    assert (
+        api_client.get(f"/v1/jobs/{job['id']}/metrics?split=train").status_code == 422
+    )
 
 
 def test_config_schema_is_published(api_client):

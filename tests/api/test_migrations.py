@@ -18,8 +18,11 @@ pytestmark = pytest.mark.infra
 
 def alembic(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "alembic", *args], cwd=REPO, env={**os.environ, **env},
-        capture_output=True, text=True,
+        [sys.executable, "-m", "alembic", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr

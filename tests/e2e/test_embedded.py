@@ -1,5 +1,5 @@
-"""The embedded default end to end: `labelwise up` with SQLite and the filesystem broker,
-and `labelwise demo` as a new user runs it."""
+"""The embedded default end to end: `labelwise up` with SQLite and the filesystem
+broker, and `labelwise demo` as a new user runs it."""
 
 from __future__ import annotations
 
@@ -43,9 +43,21 @@ def test_up_runs_the_loop_with_nothing_else(tmp_path, spawn):
 def test_demo_command_prints_metrics_and_predictions(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELWISE_")}
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "demo", "--epochs", "2",
-         "--data-dir", str(tmp_path / "demo")],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "demo",
+            "--epochs",
+            "2",
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Per-label metrics on the validation split" in result.stdout

@@ -67,7 +67,9 @@ def model_weights(env: dict[str, str], client: Client, model_id: str) -> dict:
     return load_file(str(Path(env["LABELWISE_DATA_DIR"]) / key / "model.safetensors"))
 
 
-def test_killed_worker_job_resumes_once_with_identical_weights(service, spawn, api_client):
+def test_killed_worker_job_resumes_once_with_identical_weights(
+    service, spawn, api_client
+):
     # api_client points this process's settings at the test database (model_weights).
     client, env, dataset = service
     first = spawn(["worker", "--hostname", "first@test"], env, "worker1")
@@ -105,13 +107,27 @@ def _redis_restart() -> None:
     subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], check=False)
     time.sleep(0.5)
     subprocess.run(
-        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-         "--save", "", "--appendonly", "no"],
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         check=True,
     )
     wait_for(
-        lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode == 0,
-        20, "redis back",
+        lambda: (
+            subprocess.run(["redis-cli", "ping"], capture_output=True).returncode == 0
+        ),
+        20,
+        "redis back",
     )
 
 
@@ -132,10 +148,14 @@ def test_api_answers_503_while_postgres_is_down_and_recovers(service):
     version = cluster.stdout.split()[0]
     base = str(client.http.base_url)
     headers = dict(client.http.headers)
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"],
-                   check=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"],
+        check=True,
+    )
     try:
-        down = httpx.get(f"{base}/v1/datasets/{dataset['id']}", headers=headers, timeout=10)
+        down = httpx.get(
+            f"{base}/v1/datasets/{dataset['id']}", headers=headers, timeout=10
+        )
         assert down.status_code == 503
         assert down.json()["code"] == "database.unavailable"
         assert httpx.get(f"{base}/health", timeout=10).status_code == 503
@@ -144,7 +164,12 @@ def test_api_answers_503_while_postgres_is_down_and_recovers(service):
             ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
             check=True,
         )
-    wait_for(lambda: httpx.get(f"{base}/health", timeout=5).status_code == 200, 30,
-             "api recovered")
-    again = httpx.get(f"{base}/v1/datasets/{dataset['id']}", headers=headers, timeout=10)
+    wait_for(
+        lambda: httpx.get(f"{base}/health", timeout=5).status_code == 200,
+        30,
+        "api recovered",
+    )
+    again = httpx.get(
+        f"{base}/v1/datasets/{dataset['id']}", headers=headers, timeout=10
+    )
     assert again.status_code == 200

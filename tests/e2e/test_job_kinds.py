@@ -64,10 +64,13 @@ def test_auto_trains_candidates_and_serves_the_winner(production):
 
 def test_lr_finder_returns_a_curve_and_a_suggestion(production, demo_dataset):
     client, _api, worker = production
-    job = client.create_job_raw({
-        "kind": "lr_find", "dataset_id": demo_dataset["id"],
-        "lr_finder": {"start_lr": 1e-6, "end_lr": 1.0, "steps": 60},
-    })
+    job = client.create_job_raw(
+        {
+            "kind": "lr_find",
+            "dataset_id": demo_dataset["id"],
+            "lr_finder": {"start_lr": 1e-6, "end_lr": 1.0, "steps": 60},
+        }
+    )
     done = client.wait(job["id"], timeout=300)
     assert done["status"] == "succeeded", (done, worker.log())
     result = done["result"]
@@ -99,14 +102,18 @@ def test_exploding_run_fails_as_diverged_without_nan(production, tmp_path):
     assert "standardize" in message
     for epoch in client.history(done["id"])["epochs"]:
         assert all(
-            v is None or math.isfinite(v) for v in epoch.values() if not isinstance(v, str)
+            v is None or math.isfinite(v)
+            for v in epoch.values()
+            if not isinstance(v, str)
         )
 
 
 def test_cancel_a_running_job_keeps_its_checkpoint(production, demo_dataset):
     client, _api, worker = production
-    config = {"train": {"epochs": 200, "batch_size": 16},
-              "imbalance": {"loss": {"type": "bce"}}}
+    config = {
+        "train": {"epochs": 200, "batch_size": 16},
+        "imbalance": {"loss": {"type": "bce"}},
+    }
     job = client.create_job(demo_dataset["id"], config)
     deadline = time.monotonic() + 120
     while client.job(job["id"])["progress"]["epoch"] < 2:

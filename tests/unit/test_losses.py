@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 import torch
+from pydantic import ValidationError
 
 from workers.engine.config import (
     AsymmetricLoss,

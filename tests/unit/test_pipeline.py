@@ -26,17 +26,21 @@ def arrays(rows: int = 300, seed: int = 0) -> LabeledArrays:
         [1, 10, 100, 1, 1, 1000], dtype=np.float32
     )
     score = x[:, :3] / np.array([1, 10, 100]) + rng.normal(scale=0.5, size=(rows, 3))
-    y = (score > np.quantile(score, [0.9, 0.7, 0.5], axis=0).diagonal()).astype(np.uint8)
+    y = (score > np.quantile(score, [0.9, 0.7, 0.5], axis=0).diagonal()).astype(
+        np.uint8
+    )
     return LabeledArrays(x, y, [f"f{i}" for i in range(6)], ["rare", "mid", "common"])
 
 
 def config(**data) -> TrainingConfig:
-    return TrainingConfig.model_validate({
-        "model": {"hidden_sizes": [16], "dropout": 0.0},
-        "train": {"epochs": 3, "batch_size": 32},
-        "data": data,
-        "imbalance": {"loss": {"type": "bce"}, "thresholds": {"mode": "max_f1"}},
-    })
+    return TrainingConfig.model_validate(
+        {
+            "model": {"hidden_sizes": [16], "dropout": 0.0},
+            "train": {"epochs": 3, "batch_size": 32},
+            "data": data,
+            "imbalance": {"loss": {"type": "bce"}, "thresholds": {"mode": "max_f1"}},
+        }
+    )
 
 
 def test_holdout_scaler_sees_only_training_rows():
@@ -66,10 +70,17 @@ def test_cross_fitting_covers_every_row_once_and_averages_members(tmp_path):
 
     # The served probability is the members' mean, each on its own scaling.
     members = outcome.predictor.members
-    expected = np.mean([
-        torch.sigmoid(m.model(torch.from_numpy(m.standardizer.apply(data.features))))
-        .detach().numpy() for m in members
-    ], axis=0)
+    expected = np.mean(
+        [
+            torch.sigmoid(
+                m.model(torch.from_numpy(m.standardizer.apply(data.features)))
+            )
+            .detach()
+            .numpy()
+            for m in members
+        ],
+        axis=0,
+    )
     np.testing.assert_allclose(
         outcome.predictor.predict_proba(data.features), expected, rtol=1e-5, atol=1e-6
     )
@@ -95,7 +106,8 @@ def test_saved_model_round_trips_without_pickle(tmp_path, monkeypatch):
     assert len(description["members"]) == 2
     assert description["thresholds"] == [float(t) for t in outcome.predictor.thresholds]
     np.testing.assert_array_equal(
-        loaded.predict_proba(data.features), outcome.predictor.predict_proba(data.features)
+        loaded.predict_proba(data.features),
+        outcome.predictor.predict_proba(data.features),
     )
     assert sorted(p.name for p in (tmp_path).iterdir()) == ["model"]  # no staging left
 
@@ -106,8 +118,10 @@ def test_test_split_is_scored_with_columns_in_any_order(tmp_path):
     (candidate,) = candidates(cfg)
     outcome = train_candidate(candidate, prepare(cfg, data), tmp_path / "m")
     shuffled = LabeledArrays(
-        data.features[:, ::-1].copy(), data.labels[:, ::-1].copy(),
-        data.feature_names[::-1], data.label_names[::-1],
+        data.features[:, ::-1].copy(),
+        data.labels[:, ::-1].copy(),
+        data.feature_names[::-1],
+        data.label_names[::-1],
     )
     direct = evaluate_on(outcome.predictor, data)
     reordered = evaluate_on(outcome.predictor, shuffled)
@@ -118,8 +132,12 @@ def test_test_split_is_scored_with_columns_in_any_order(tmp_path):
 def test_auto_expands_into_candidates_with_the_plain_baseline_first():
     plan = candidates(TrainingConfig())
     assert [c.name for c in plan] == [
-        "bce+fixed", "bce+max_f1", "weighted_bce+max_f1", "focal+max_f1",
-        "asymmetric+max_f1", "bce+repeat_factor+max_f1",
+        "bce+fixed",
+        "bce+max_f1",
+        "weighted_bce+max_f1",
+        "focal+max_f1",
+        "asymmetric+max_f1",
+        "bce+repeat_factor+max_f1",
     ]
     assert all(c.config.imbalance != "auto" for c in plan)
     with pytest.raises(ValueError):

@@ -56,7 +56,9 @@ class Predictor:
             block = features[start : start + chunk]
             for member in self.members:
                 scaled = torch.from_numpy(member.standardizer.apply(block))
-                out[start : start + chunk] += torch.sigmoid(member.model(scaled)).numpy()
+                out[start : start + chunk] += torch.sigmoid(
+                    member.model(scaled)
+                ).numpy()
         if len(self.members) > 1:
             out /= len(self.members)
         return out

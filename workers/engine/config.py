@@ -53,7 +53,7 @@ class DatasetKind:
     TABULAR = "tabular"
 
 
-# --- model -------------------------------------------------------------------------
+# --- model ----------------------------------------------------------------------------
 
 
 class MLPConfig(_Section):
@@ -78,7 +78,7 @@ class MLPConfig(_Section):
 ModelConfig = _union("type", "mlp", MLPConfig)
 
 
-# --- optimisation --------------------------------------------------------------------
+# --- optimisation ---------------------------------------------------------------------
 
 
 class OptimizerConfig(_Section):
@@ -167,8 +167,9 @@ class TrainConfig(_Section):
     batchnorm: Literal["keep", "freeze", "group_norm"] = Field(
         "keep",
         description="With accumulation, batch norm sees micro-batches, not the "
-        "effective batch: 'freeze' stops updating its running statistics after the first "
-        "epoch, 'group_norm' replaces it with GroupNorm, which does not depend on batch size.",
+        "effective batch: 'freeze' stops updating its running statistics after the "
+        "first epoch, 'group_norm' replaces it with GroupNorm, which does not depend "
+        "on batch size.",
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
@@ -220,7 +221,7 @@ class DataConfig(_Section):
     )
 
 
-# --- imbalance: losses -----------------------------------------------------------------
+# --- imbalance: losses ----------------------------------------------------------------
 
 PosWeightStrategy = Literal[
     "neg_pos_ratio", "inverse_frequency", "sqrt_neg_pos", "effective_number"
@@ -234,7 +235,8 @@ class PosWeightConfig(_Section):
     ground when the full ratio overshoots into false positives). inverse_frequency:
     positives of the most frequent label / positives of this label (IRLbl).
     effective_number: class-balanced weighting with the effective number of samples
-    (1 - beta^n) / (1 - beta), positives against negatives. Explicit values: one per label.
+    (1 - beta^n) / (1 - beta), positives against negatives. Explicit values: one per
+    label.
     """
 
     strategy: PosWeightStrategy | list[PositiveFloat] = "sqrt_neg_pos"
@@ -258,7 +260,7 @@ class WeightedBCELoss(_Section):
 
 
 class FocalLoss(_Section):
-    """Focal loss on logits: BCE scaled by (1 - p_t)^gamma, optionally alpha-balanced."""
+    """Focal loss on logits: BCE scaled by (1 - p_t)^gamma, optionally alpha-weighted."""
 
     type: Literal["focal"] = "focal"
     gamma: float = Field(2.0, ge=0.0, le=10.0)
@@ -285,7 +287,7 @@ class AsymmetricLoss(_Section):
 LossConfig = _union("type", "bce", BCELoss, WeightedBCELoss, FocalLoss, AsymmetricLoss)
 
 
-# --- imbalance: samplers -----------------------------------------------------------------
+# --- imbalance: samplers --------------------------------------------------------------
 
 
 class NoSampler(_Section):
@@ -323,7 +325,7 @@ SamplerConfig = _union(
 )
 
 
-# --- imbalance: thresholds ---------------------------------------------------------------
+# --- imbalance: thresholds ------------------------------------------------------------
 
 
 class FixedThresholds(_Section):
@@ -391,7 +393,7 @@ class ImbalanceConfig(_Section):
     thresholds: ThresholdConfig = Field(default_factory=FixedThresholds)
 
 
-# --- the job -------------------------------------------------------------------------------
+# --- the job --------------------------------------------------------------------------
 
 
 class TrainingConfig(_Section):

@@ -34,7 +34,8 @@ class Standardizer:
     @classmethod
     def identity(cls, n_features: int) -> Standardizer:
         return cls(
-            np.zeros(n_features, dtype=np.float32), np.ones(n_features, dtype=np.float32)
+            np.zeros(n_features, dtype=np.float32),
+            np.ones(n_features, dtype=np.float32),
         )
 
     def apply(self, features: np.ndarray) -> np.ndarray:
@@ -76,7 +77,9 @@ def stratified_folds(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``folds`` disjoint validation parts covering every row, each stratified like
     ``stratified_split``; returns sorted ``(train_idx, val_idx)`` per fold."""
-    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter = MultilabelStratifiedKFold(
+        n_splits=folds, shuffle=True, random_state=seed
+    )
     rows = labels.shape[0]
     return [
         (np.sort(train_idx), np.sort(val_idx))

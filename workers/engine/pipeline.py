@@ -17,7 +17,7 @@ from workers.engine.artifact import Member, Predictor, save_artifact
 from workers.engine.config import TrainingConfig
 from workers.engine.data import Standardizer, stratified_folds, stratified_split
 from workers.engine.metrics import SplitMetrics, evaluate, macro_f1
-from workers.engine.strategies import Candidate, candidates, strategy_name
+from workers.engine.strategies import Candidate
 from workers.engine.thresholds import pick_thresholds
 from workers.engine.trainer import Callbacks, EpochRecord, Progress, fit
 
@@ -81,7 +81,9 @@ def prepare(config: TrainingConfig, data: LabeledArrays) -> PreparedData:
 
 
 def _fold(
-    config: TrainingConfig, data: LabeledArrays, train_idx: np.ndarray,
+    config: TrainingConfig,
+    data: LabeledArrays,
+    train_idx: np.ndarray,
     val_idx: np.ndarray,
 ) -> Fold:
     x_train, x_val = data.features[train_idx], data.features[val_idx]
@@ -91,8 +93,13 @@ def _fold(
         else Standardizer.identity(x_train.shape[1])
     )
     return Fold(
-        train_idx, val_idx, scaler.apply(x_train), data.labels[train_idx],
-        scaler.apply(x_val), data.labels[val_idx], scaler,
+        train_idx,
+        val_idx,
+        scaler.apply(x_train),
+        data.labels[train_idx],
+        scaler.apply(x_val),
+        data.labels[val_idx],
+        scaler,
     )
 
 
@@ -105,11 +112,13 @@ class _FoldCallbacks:
 
     def on_progress(self, progress: Progress) -> None:
         if self.inner:
-            self.inner.on_progress(replace(
-                progress,
-                epoch=(self.fold - 1) * self.epochs + progress.epoch,
-                epochs=self.folds * self.epochs,
-            ))
+            self.inner.on_progress(
+                replace(
+                    progress,
+                    epoch=(self.fold - 1) * self.epochs + progress.epoch,
+                    epochs=self.folds * self.epochs,
+                )
+            )
 
     def on_epoch_end(self, record: EpochRecord) -> None:
         if self.inner:
@@ -143,7 +152,12 @@ def train_candidate(
     members, history, val_probs, best_epoch = [], [], [], None
     for number, fold in enumerate(data.folds, start=1):
         fitted = fit(
-            config, fold.x_train, fold.y_train, fold.x_val, fold.y_val, score,
+            config,
+            fold.x_train,
+            fold.y_train,
+            fold.x_val,
+            fold.y_val,
+            score,
             _FoldCallbacks(callbacks, number, len(data.folds), config.train.epochs),
             checkpoint_dir=_fold_dir(checkpoint_dir, number, len(data.folds)),
             progress_interval=progress_interval,
@@ -158,10 +172,17 @@ def train_candidate(
     choice = pick_thresholds(picker, y_val, probs)
     validation = evaluate(y_val, probs, choice.thresholds, data.label_names)
     save_artifact(
-        model_dir, members, config, data.feature_names, data.label_names,
+        model_dir,
+        members,
+        config,
+        data.feature_names,
+        data.label_names,
         choice.thresholds,
-        extra={"threshold_notes": choice.notes, "strategy": candidate.name,
-               "best_epoch": best_epoch},
+        extra={
+            "threshold_notes": choice.notes,
+            "strategy": candidate.name,
+            "best_epoch": best_epoch,
+        },
     )
     predictor = Predictor(
         members, data.feature_names, data.label_names, choice.thresholds, {}

@@ -46,7 +46,9 @@ def candidates(config: TrainingConfig) -> list[Candidate]:
         ),
         ImbalanceConfig(loss=FocalLoss(gamma=2.0), thresholds=tuned),
         ImbalanceConfig(loss=AsymmetricLoss(), thresholds=tuned),
-        ImbalanceConfig(loss=BCELoss(), sampler=RepeatFactorSampler(), thresholds=tuned),
+        ImbalanceConfig(
+            loss=BCELoss(), sampler=RepeatFactorSampler(), thresholds=tuned
+        ),
     ]
     return [
         Candidate(strategy_name(s), config.model_copy(update={"imbalance": s}))

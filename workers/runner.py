@@ -40,16 +40,15 @@ from workers.engine.config import LRFinderConfig, TrainingConfig
 from workers.engine.errors import EngineError
 from workers.engine.metrics import SplitMetrics
 from workers.engine.pipeline import (
-    Candidate,
     CandidateOutcome,
     LabeledArrays,
     PreparedData,
-    candidates,
     evaluate_on,
     prepare,
     select_winner,
     train_candidate,
 )
+from workers.engine.strategies import Candidate, candidates
 from workers.engine.trainer import EpochRecord, Progress, TrainingStopped
 
 log = logging.getLogger(__name__)

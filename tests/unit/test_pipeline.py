@@ -13,11 +13,11 @@ from workers.engine.artifact import load_artifact
 from workers.engine.config import TrainingConfig
 from workers.engine.pipeline import (
     LabeledArrays,
-    candidates,
     evaluate_on,
     prepare,
     train_candidate,
 )
+from workers.engine.strategies import candidates
 
 
 def arrays(rows: int = 300, seed: int = 0) -> LabeledArrays:

@@ -22,20 +22,26 @@ import torch
 from benchmarks.common import DATASETS, DOCS, load_split, machine_line
 from workers.engine.config import TrainingConfig
 from workers.engine.pipeline import (
-    Candidate,
     LabeledArrays,
-    candidates,
     evaluate_on,
     prepare,
     select_winner,
     train_candidate,
 )
+from workers.engine.strategies import Candidate, candidates
 
 DATASET_NAMES = ["yeast", "scene", "medical", "genbase", "flags", "cal500"]
 BASE = {
-    "model": {"hidden_sizes": [256], "dropout": 0.3},
-    "train": {"epochs": 60, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
-              "early_stopping": {"patience": 10}},
+    "model": {"hidden_sizes": [512], "dropout": 0.5},
+    "train": {
+        "epochs": 100,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "early_stopping": {"patience": 15},
+    },
+    # Small datasets: 5-fold cross-fitting, so thresholds see every training row.
+    "data": {"folds": 5},
 }
 # The strategies a user can pick by hand, plain BCE first.
 STRATEGIES = {
@@ -81,7 +87,7 @@ def run_config(config: TrainingConfig, train: LabeledArrays, test: LabeledArrays
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default=",".join(DATASET_NAMES))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--out", type=Path, default=DOCS / "quality.md")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -132,10 +138,12 @@ def render(rows: dict, seeds: list[int]) -> str:
         "",
         f"Machine: {machine_line()}.",
         "",
-        "Each row trains on the dataset's train split (a stratified 20% of it held out "
-        "for validation, early stopping and threshold picking) and scores the test "
-        "split. Model: MLP with one hidden layer of 256, dropout 0.3, Adam 1e-3, weight "
-        "decay 1e-4, up to 60 epochs with patience 10. Macro-F1 averages the labels "
+        "Each row trains on the dataset's train split with 5-fold cross-fitting "
+        "(`data.folds: 5`: five models, each early-stopped on its own stratified fold; "
+        "thresholds picked on the out-of-fold predictions; the five averaged at "
+        "prediction) and scores the test split. Model: MLP with one hidden layer of "
+        "512, dropout 0.5, Adam 1e-3, weight decay 1e-4, batch 64, up to 100 epochs "
+        "with patience 15. Macro-F1 averages the labels "
         "whose F1 is defined (a label with no test positives and no predictions is "
         "left out). Rare recall: test recall of the three labels with the fewest "
         "training positives (n/a where a label has no test positives). `auto` is the "

@@ -65,6 +65,7 @@ def cmd_api(args: argparse.Namespace) -> None:
         factory=True,
         host=args.host,
         port=args.port,
+        workers=getattr(args, "workers", 1),
         log_level="warning",
         access_log=False,
     )
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = sub.add_parser("api", help="serve the HTTP API")
     serving(api, "0.0.0.0")
+    api.add_argument(
+        "--workers", type=int, default=1, help="API processes (each caches models)"
+    )
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run one Celery worker")

@@ -42,7 +42,9 @@ def make_engine(url: str) -> Engine:
         return engine
     # pre_ping: after a PostgreSQL restart, stale pooled connections are replaced
     # instead of failing the next request.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # 20 + 20 connections: one per thread of the API's 40-thread pool, so a busy API
+    # never opens and closes a connection per request.
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

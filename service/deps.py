@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from service.auth.keys import owner_for_key
+from service.auth.keys import hash_key, owner_for_key
+from service.cache import ResponseCache
 from service.db import get_sessionmaker
 from service.errors import DomainError
 from service.settings import get_settings
@@ -36,7 +38,17 @@ def storage() -> Storage:
     return Storage(get_settings().data_dir)
 
 
-def current_owner(request: Request) -> str:
+# Key hash -> owner for 30 s, so a client polling a job does not cost a key lookup per
+# request; a revoked key keeps working for at most that long.
+_owners = ResponseCache(ttl=30.0)
+
+
+def _lookup_owner(key: str) -> str | None:
+    with get_sessionmaker()() as session:
+        return owner_for_key(session, key)
+
+
+async def current_owner(request: Request) -> str:
     """The owner the request acts for. Another owner's resources answer 404, never 403,
     so ids do not leak across owners."""
     if not get_settings().auth_enabled:
@@ -49,8 +61,12 @@ def current_owner(request: Request) -> str:
             "This request needs an 'Authorization: Bearer KEY' header; create a key with "
             "`labelwise keys create --owner NAME`.",
         )
-    with get_sessionmaker()() as session:
-        owner = owner_for_key(session, key.strip())
+    key = key.strip()
+    digest = hash_key(key)
+    if (cached := _owners.get(digest)) is not None:
+        return cached.decode()
+    owner = await run_in_threadpool(_lookup_owner, key)
     if owner is None:
         raise Unauthorized("auth.invalid_key", "The API key is unknown or revoked.")
+    _owners.put(digest, owner.encode())
     return owner

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     worker_threads: int = Field(0, ge=0)
     # Seconds between progress writes to the database while an epoch runs.
     progress_interval: float = Field(1.0, gt=0)
+    # Torch threads of an API process for prediction. One: a request's forward pass is
+    # small, and threads fighting over two cores measured 3x slower than one; run more
+    # `labelwise api --workers` for parallelism.
+    api_threads: int = Field(1, ge=1)
     # Models kept loaded in an API process for prediction.
     model_cache_size: int = Field(8, ge=1)
     log_format: str = Field("console", pattern="^(console|json)$")

@@ -75,7 +75,7 @@ async def receive_multipart(
             upload.file_received = True
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
+        chunk = memoryview(data)[start:end]  # no copy of the chunk
         if state["name"] == file_field:
             upload.size += len(chunk)
             if upload.size > max_bytes:

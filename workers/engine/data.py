@@ -23,10 +23,19 @@ class Standardizer:
     std: np.ndarray  # [n_features] float32, never 0
 
     @classmethod
-    def fit(cls, features: np.ndarray) -> Standardizer:
-        # float64 accumulation: float32 sums over millions of rows lose digits.
-        mean = features.mean(axis=0, dtype=np.float64)
-        std = features.std(axis=0, dtype=np.float64)
+    def fit(cls, features: np.ndarray, chunk: int = 65536) -> Standardizer:
+        # float64 sums, chunk by chunk: float32 sums over millions of rows lose digits,
+        # and a float64 copy of the whole matrix would double peak memory.
+        rows, width = features.shape
+        total = np.zeros(width)
+        for start in range(0, rows, chunk):
+            total += features[start : start + chunk].sum(axis=0, dtype=np.float64)
+        mean = total / max(rows, 1)
+        squares = np.zeros(width)
+        for start in range(0, rows, chunk):
+            centered = features[start : start + chunk].astype(np.float64) - mean
+            squares += np.einsum("ij,ij->j", centered, centered)
+        std = np.sqrt(squares / max(rows, 1))
         # A constant feature carries no signal; dividing by 1 keeps it finite.
         std = np.where(std > 1e-12, std, 1.0)
         return cls(mean.astype(np.float32), std.astype(np.float32))
@@ -39,9 +48,14 @@ class Standardizer:
         )
 
     def apply(self, features: np.ndarray) -> np.ndarray:
-        out = features - self.mean
-        out /= self.std
-        return out.astype(np.float32, copy=False)
+        """A scaled float32 copy."""
+        return self.apply_(np.array(features, dtype=np.float32, copy=True))
+
+    def apply_(self, features: np.ndarray) -> np.ndarray:
+        """Scale a float32 array in place (no second copy of a large matrix)."""
+        features -= self.mean
+        features /= self.std
+        return features
 
     def to_json(self) -> dict[str, list[float]]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}

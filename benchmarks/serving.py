@@ -5,13 +5,16 @@
 - predict: 224,000 rows through ``POST /v1/models/{id}/predict`` as JSON chunks (one
   and two clients), as one Parquet file and as one CSV file, against the model's raw
   forward pass in this process; plus what each in-process step of the JSON and file
-  paths costs, to say where the HTTP time goes.
+  paths costs, and the raw forward by torch threads and chunk size, to say where the
+  HTTP time goes.
 - queue: seconds from ``POST /v1/jobs`` to ``running`` over 50 small jobs, on Redis
   (the production service) and on the embedded filesystem broker (``labelwise up``).
 - polling: ``GET /v1/jobs/{id}`` from 50 concurrent clients for 10 s against one API
   process, from an asyncio + httpx generator and from ``wrk`` when it is installed.
 - ingest: a 224k-row CSV and Parquet file through ``POST /v1/datasets`` against
-  ``pandas.read_csv`` and ``pyarrow.parquet.read_table`` on the same files.
+  ``pandas.read_csv`` and ``pyarrow.parquet.read_table`` on the same files, with
+  the floors under any upload (a bare uvicorn app that drops the body, and one that
+  runs the API's streaming multipart parser) and the API's steps in-process.
 
 The load generators share the machine's cores with the service, as a client on the
 same host would. Each benchmark prints its tables and rewrites its own section of
@@ -213,35 +216,24 @@ def _ok(response: httpx.Response, what: str) -> httpx.Response:
 
 
 @contextmanager
-def profiled(pid: int | None, out: Path | None) -> Iterator[None]:
+def profiled(pid: int | None, out: Path | None, gil: bool = True) -> Iterator[None]:
     """Sample ``pid`` (and its children) with py-spy while the block runs; writes
-    collapsed stacks to ``out``. Only samples of the thread holding the GIL count: one
-    API process runs Python on one core at a time, so that is the time to cut (work
-    that drops the GIL, such as torch's forward pass, does not show). Nonblocking:
-    py-spy reads memory without pausing the process."""
+    collapsed stacks to ``out``. Nonblocking: py-spy reads memory without pausing
+    the process.
+
+    ``gil``: count only the thread holding the GIL. One API process runs Python on
+    one core at a time, so for Python-bound loads (polling, JSON rows) that is the
+    time to cut; work that drops the GIL (torch's forward, pyarrow's parsers) does
+    not show, so loads dominated by it are sampled across all threads instead.
+    """
     if pid is None or out is None:
         yield
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    spy = subprocess.Popen(
-        [
-            "py-spy",
-            "record",
-            "--pid",
-            str(pid),
-            "--subprocesses",
-            "--nonblocking",
-            "--gil",
-            "--rate",
-            "100",
-            "--format",
-            "raw",
-            "--output",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses"]
+    command += ["--nonblocking", "--rate", "100", "--format", "raw"]
+    command += ["--output", str(out), *(["--gil"] if gil else [])]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # py-spy needs a moment to attach
     try:
         yield
@@ -257,27 +249,34 @@ def profiled(pid: int | None, out: Path | None) -> Iterator[None]:
 
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+# Leaves of threads parked in a threading primitive (the threadpool's idle workers):
+# py-spy's nonblocking mode cannot always tell them idle, and they use no CPU.
+_PARKED = ("Condition.wait (threading.py", "Event.wait (threading.py", "Queue.get (")
 
 
 def profile_summary(path: Path, top: int = 15) -> str:
     """Markdown tables of the hottest frames in py-spy's collapsed stacks: by self
-    samples (where the CPU was) and by inclusive samples of labelwise's own code."""
+    samples (where the CPU was) and by inclusive samples of labelwise's own code
+    (the CLI's frames, which hold the whole event loop, left out)."""
     if not path.exists():
         return f"(no profile at {path})"
     own, inclusive = Counter(), Counter()
-    total = 0
+    total = parked = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        samples = int(count)
         frames = [_short(f) for f in stack.split(";") if f]
-        total += samples
+        if frames and frames[-1].startswith(_PARKED):
+            parked += int(count)
+            continue
+        total += int(count)
         if frames:
-            own[frames[-1]] += samples
+            own[frames[-1]] += int(count)
         for frame in set(frames):
-            if "service/" in frame or "workers/" in frame:
-                inclusive[frame] += samples
+            ours = "service/" in frame or "workers/" in frame
+            if ours and "service/cli.py" not in frame:
+                inclusive[frame] += int(count)
     if not total:
         return "(empty profile)"
 
@@ -288,7 +287,8 @@ def profile_summary(path: Path, top: int = 15) -> str:
         ]
 
     return (
-        f"{total} samples at 100 Hz from `{path}`\n\n"
+        f"{total} samples at 100 Hz in `{path.name}` ({parked} samples of parked "
+        "threads left out)\n\n"
         + "Self (top of stack):\n\n"
         + table(["frame", "samples", "share"], rows(own))
         + "\n\nInclusive, labelwise code only:\n\n"
@@ -512,6 +512,29 @@ def _stage_costs(predictor, bodies, files: dict[str, Path]) -> list[list[object]
     return out
 
 
+def _forward_grid(predictor, features: np.ndarray) -> list[list[object]]:
+    """Rows/s of ``predict_proba`` on all rows by torch threads and chunk rows,
+    interleaved so a change in the machine's load hits every cell alike."""
+    import torch
+
+    threads_before = torch.get_num_threads()
+    cells = [(t, c) for t in (1, 2) for c in (1024, 4096, 65536)]
+    seconds: dict[tuple[int, int], list[float]] = {cell: [] for cell in cells}
+    try:
+        for _ in range(REPEATS):
+            for threads, chunk in cells:
+                torch.set_num_threads(threads)
+                started = time.perf_counter()
+                predictor.predict_proba(features, chunk=chunk)
+                seconds[threads, chunk].append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads_before)
+    return [
+        [threads, f"{chunk:,}", _fmt_rate(len(features) / statistics.median(times))]
+        for (threads, chunk), times in seconds.items()
+    ]
+
+
 def bench_predict(profile_dir: Path | None) -> None:
     from workers.engine.artifact import load_artifact
 
@@ -557,6 +580,7 @@ def bench_predict(profile_dir: Path | None) -> None:
             results[name] = (seconds, use)
         predictor = load_artifact(_model_storage_dir(service, model_id))
         raw = median_seconds(lambda: predictor.predict_proba(features))
+        grid = _forward_grid(predictor, features)
         stages = _stage_costs(predictor, bodies, files)
         sizes = {kind: path.stat().st_size / 2**20 for kind, path in files.items()}
 
@@ -567,10 +591,14 @@ def bench_predict(profile_dir: Path | None) -> None:
                     continue
                 slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
                 out = profile_dir / f"predict-{slug}.txt"
-                with profiled(pid, out):
+                # JSON rows are Python-bound; files are mostly pyarrow and torch.
+                with profiled(pid, out, gil=name.startswith("JSON")):
                     for _ in range(2):
                         run()
-                profiles.append(f"### py-spy: {name}\n\n{profile_summary(out)}")
+                mode = "GIL holder only" if name.startswith("JSON") else "all threads"
+                profiles.append(
+                    f"### py-spy: {name} ({mode})\n\n{profile_summary(out)}"
+                )
         http.close()
 
     goals = {
@@ -631,6 +659,10 @@ def bench_predict(profile_dir: Path | None) -> None:
         + "\n\nThe same steps in-process (what the API's own work costs, without "
         "HTTP):\n\n"
         + table(["step", "rows", "ms", "rows/s"], stages)
+        + "\n\nThe raw forward (`Predictor.predict_proba` on all rows) by torch "
+        "threads and rows per forward chunk (the API runs torch's default: one "
+        "thread per core, 65,536-row chunks), median of 3, interleaved:\n\n"
+        + table(["torch threads", "chunk rows", "rows/s"], grid)
         + "\n"
         + ("\n" + "\n".join(profiles) if profiles else "")
     )
@@ -927,7 +959,9 @@ def bench_polling(profile_dir: Path | None) -> None:
                     run_wrk(url, key, POLL_CLIENTS, POLL_SECONDS, workdir)
                 else:
                     run_async_load(url, key, POLL_CLIENTS, POLL_SECONDS)
-            profiles.append(f"### py-spy: polling\n\n{profile_summary(out)}")
+            profiles.append(
+                f"### py-spy: polling (GIL holder only)\n\n{profile_summary(out)}"
+            )
 
     verdicts = []
     for r in results[:2]:
@@ -966,6 +1000,80 @@ def bench_polling(profile_dir: Path | None) -> None:
 
 
 # --- 6. ingest ------------------------------------------------------------------------
+
+
+# A bare ASGI app on the same uvicorn (httptools, uvloop) as the API: the floor under
+# any upload. "discard" reads the body and drops it; "multipart" streams it through
+# the API's own receive_multipart into a file, as POST /v1/datasets does.
+_SINK_APP = """
+import sys, tempfile, uvicorn
+from pathlib import Path
+from starlette.requests import Request
+from service.uploads import receive_multipart
+
+MODE, STAGING = sys.argv[2], Path(tempfile.mkdtemp()) / "upload"
+
+async def app(scope, receive, send):
+    if scope["method"] == "GET":  # the readiness probe
+        size = 0
+    elif MODE == "multipart":
+        size = (await receive_multipart(Request(scope, receive), STAGING, 1 << 40)).size
+    else:
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(size).encode()})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+            access_log=False, lifespan="off")
+"""
+
+
+@contextmanager
+def sink_server(mode: str) -> Iterator[str]:
+    """A bare upload sink (``discard`` or ``multipart``) on a free port; yields its
+    URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SINK_APP, str(port), mode],
+        cwd=REPO,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url, timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        _stop_group(process)
+
+
+def _post_file(http: httpx.Client, url: str, path: Path) -> None:
+    with open(path, "rb") as handle:
+        files = {"file": (path.name, handle, "application/octet-stream")}
+        _ok(http.post(url, data={"label_columns": ",".join(LABELS)}, files=files), url)
+
+
+def upload_floors(files: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """Median seconds to POST each file as the client does, to each sink."""
+    floors: dict[str, dict[str, float]] = {}
+    for mode in ("discard", "multipart"):
+        with sink_server(mode) as url, httpx.Client(timeout=300) as http:
+            for kind, path in files.items():
+                floors.setdefault(kind, {})[mode] = median_seconds(
+                    lambda p=path: _post_file(http, url, p)
+                )
+    return floors
 
 
 def _ingest_stages(path: Path, workdir: Path) -> list[list[object]]:
@@ -1043,18 +1151,34 @@ def bench_ingest(profile_dir: Path | None) -> None:
             )
             stages[kind] = _ingest_stages(path, workdir)
         arrow_csv = median_seconds(lambda: pa_csv.read_csv(files["CSV"]))
+        floors = upload_floors(files)
 
         profiles = []
         if profile_dir:
             pid = service.api.pid
             for kind, path in files.items():
                 out = profile_dir / f"ingest-{kind.lower()}.txt"
-                with profiled(pid, out):
+                with profiled(pid, out, gil=False):
                     for _ in range(2):
                         client.upload_dataset(path, LABELS)
-                profiles.append(f"### py-spy: ingest {kind}\n\n{profile_summary(out)}")
+                profiles.append(
+                    f"### py-spy: ingest {kind} (all threads)\n\n"
+                    + profile_summary(out)
+                )
 
     stage_rows = [
+        [
+            "HTTP only: POST to a bare uvicorn app that drops the body",
+            f"{floors['CSV']['discard']:.3f}",
+            f"{floors['Parquet']['discard']:.3f}",
+        ],
+        [
+            "HTTP + service.uploads.receive_multipart to a file",
+            f"{floors['CSV']['multipart']:.3f}",
+            f"{floors['Parquet']['multipart']:.3f}",
+        ],
+    ]
+    stage_rows += [
         [name, stages["CSV"][i][1], stages["Parquet"][i][1]]
         for i, (name, _) in enumerate(stages["CSV"])
     ]
@@ -1068,7 +1192,9 @@ def bench_ingest(profile_dir: Path | None) -> None:
             ["file", "MiB", "upload s", "reader", "reader s", "ratio", "goal"], rows
         )
         + f"\n\n(pyarrow.csv.read_csv alone, multithreaded: {arrow_csv:.2f} s.)\n\n"
-        "The API's steps in-process, seconds (median of 3):\n\n"
+        "Where an upload's time goes, seconds (median of 3): the first two rows "
+        "are whole HTTP requests to a bare app on the same uvicorn, the rest the "
+        "API's steps run in this process on the same file:\n\n"
         + table(["step", "CSV", "Parquet"], stage_rows)
         + "\n"
         + ("\n" + "\n".join(profiles) if profiles else "")

@@ -48,25 +48,39 @@ STRATEGIES = {
     "bce (fixed 0.5)": {"loss": {"type": "bce"}},
     "bce + max_f1": {"loss": {"type": "bce"}, "thresholds": {"mode": "max_f1"}},
     "weighted_bce neg_pos_ratio": {
-        "loss": {"type": "weighted_bce", "pos_weight": {"strategy": "neg_pos_ratio"}}},
+        "loss": {"type": "weighted_bce", "pos_weight": {"strategy": "neg_pos_ratio"}}
+    },
     "weighted_bce sqrt_neg_pos + max_f1": {
         "loss": {"type": "weighted_bce", "pos_weight": {"strategy": "sqrt_neg_pos"}},
-        "thresholds": {"mode": "max_f1"}},
-    "focal + max_f1": {"loss": {"type": "focal", "gamma": 2.0},
-                       "thresholds": {"mode": "max_f1"}},
-    "asymmetric + max_f1": {"loss": {"type": "asymmetric"},
-                            "thresholds": {"mode": "max_f1"}},
-    "bce + ml_ros + max_f1": {"sampler": {"type": "ml_ros"},
-                              "thresholds": {"mode": "max_f1"}},
+        "thresholds": {"mode": "max_f1"},
+    },
+    "focal + max_f1": {
+        "loss": {"type": "focal", "gamma": 2.0},
+        "thresholds": {"mode": "max_f1"},
+    },
+    "asymmetric + max_f1": {
+        "loss": {"type": "asymmetric"},
+        "thresholds": {"mode": "max_f1"},
+    },
+    "bce + ml_ros + max_f1": {
+        "sampler": {"type": "ml_ros"},
+        "thresholds": {"mode": "max_f1"},
+    },
 }
 # `--quick` keeps the baseline, the naive fix users reach for, and the tuned losses.
-QUICK = ["bce (fixed 0.5)", "weighted_bce neg_pos_ratio", "bce + max_f1",
-         "focal + max_f1", "asymmetric + max_f1"]
+QUICK = [
+    "bce (fixed 0.5)",
+    "weighted_bce neg_pos_ratio",
+    "bce + max_f1",
+    "focal + max_f1",
+    "asymmetric + max_f1",
+]
 PUBLISHED = {"yeast": 0.411, "scene": 0.787}
 
 
-def run_config(config: TrainingConfig, train: LabeledArrays, test: LabeledArrays,
-               workdir: Path) -> dict:
+def run_config(
+    config: TrainingConfig, train: LabeledArrays, test: LabeledArrays, workdir: Path
+) -> dict:
     started = time.perf_counter()
     prepared = prepare(config, train)
     outcomes = {}
@@ -79,8 +93,11 @@ def run_config(config: TrainingConfig, train: LabeledArrays, test: LabeledArrays
     rarest = np.argsort(train.labels.sum(axis=0), kind="stable")[:3]
     recalls = [metrics.labels[i].recall for i in rarest]
     return {
-        "macro_f1": metrics.macro_f1, "micro_f1": metrics.micro_f1, "map": metrics.map,
-        "rare_recall": recalls, "winner": winner,
+        "macro_f1": metrics.macro_f1,
+        "micro_f1": metrics.micro_f1,
+        "map": metrics.map,
+        "rare_recall": recalls,
+        "winner": winner,
         "seconds": time.perf_counter() - started,
     }
 
@@ -90,12 +107,24 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASET_NAMES))
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--quick", action="store_true", help="five strategies + auto")
+    parser.add_argument(
+        "--from-log", type=Path, help="render the table from a run's printed JSON lines"
+    )
     parser.add_argument("--out", type=Path, default=DOCS / "quality.md")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seeds = [int(s) for s in args.seeds.split(",")]
 
     rows: dict[str, dict[str, list[dict]]] = {}
+    if args.from_log:
+        for line in args.from_log.read_text().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                runs = rows.setdefault(entry["dataset"], {})
+                runs.setdefault(entry["strategy"], []).append(entry)
+        args.out.write_text(render(rows, seeds, args.quick))
+        print(f"wrote {args.out}")
+        return
     for name in args.datasets.split(","):
         train = LabeledArrays(*load_split(name, "train"))
         test = LabeledArrays(*load_split(name, "test"))
@@ -105,14 +134,26 @@ def main() -> None:
         for label, imbalance in settings.items():
             for seed in seeds:
                 config = TrainingConfig.model_validate(
-                    {**BASE, "train": {**BASE["train"], "seed": seed},
-                     "imbalance": imbalance}
+                    {
+                        **BASE,
+                        "train": {**BASE["train"], "seed": seed},
+                        "imbalance": imbalance,
+                    }
                 )
                 with tempfile.TemporaryDirectory() as tmp:
                     result = run_config(config, train, test, Path(tmp))
                 rows[name].setdefault(label, []).append(result)
-                print(json.dumps({"dataset": name, "strategy": label, "seed": seed,
-                                  **{k: v for k, v in result.items()}}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "dataset": name,
+                            "strategy": label,
+                            "seed": seed,
+                            **{k: v for k, v in result.items()},
+                        }
+                    ),
+                    flush=True,
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(rows, seeds, args.quick))
     print(f"wrote {args.out}")
@@ -155,11 +196,18 @@ def render(rows: dict, seeds: list[int], quick: bool = False) -> str:
         "macro-F1.",
         "",
     ]
+    missing = [name for name in DATASET_NAMES if name not in rows]
+    if missing:
+        lines += [f"Not in this run: {', '.join(missing)}.", ""]
     for name, strategies in rows.items():
         published = PUBLISHED.get(name)
-        lines += [f"## {name}" + (f" (published macro-F1 {published})" if published else ""),
-                  "", "| strategy | macro-F1 | micro-F1 | mAP | rare recall 1 | rare "
-                  "recall 2 | rare recall 3 | seconds |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name}" + (f" (published macro-F1 {published})" if published else ""),
+            "",
+            "| strategy | macro-F1 | micro-F1 | mAP | rare recall 1 | rare "
+            "recall 2 | rare recall 3 | seconds |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for label, runs in strategies.items():
             rare = [[r["rare_recall"][i] for r in runs] for i in range(3)]
             lines.append(

@@ -219,6 +219,12 @@ def vm_rss_bytes(pid: int) -> int | None:
     return _status_kib(pid, "VmRSS")
 
 
+def rss_anon_bytes(pid: int) -> int | None:
+    """Anonymous resident memory of ``pid`` now (RssAnon): RSS without the pages of
+    mapped files, which the kernel can drop and read again."""
+    return _status_kib(pid, "RssAnon")
+
+
 def _status_kib(pid: int, field: str) -> int | None:
     try:
         text = Path(f"/proc/{pid}/status").read_text()

@@ -137,7 +137,7 @@ def resolve_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def predict_proba(
-    model: nn.Module, features: torch.Tensor, batch_size: int = 65536
+    model: nn.Module, features: torch.Tensor, batch_size: int = 8192
 ) -> torch.Tensor:
     """``features [rows, n_features] -> probabilities [rows, n_labels]`` (float32)."""
     model.eval()
@@ -547,7 +547,9 @@ class _Run:
         return record, val_probs
 
     @torch.no_grad()
-    def _validate(self, chunk: int = 65536) -> tuple[float, np.ndarray]:
+    # 8,192-row chunks: 65,536 allocated ~130 MB per call for a small MLP and was
+    # slower (0.70 s against 0.37 s for 224k rows).
+    def _validate(self, chunk: int = 8192) -> tuple[float, np.ndarray]:
         """Mean per-sample validation loss; probabilities ``[val_rows, n_labels]``."""
         self.model.eval()
         total = torch.zeros((), dtype=torch.float64, device=self.device)

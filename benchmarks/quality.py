@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DATASETS, DOCS, load_split, machine_line
+from benchmarks.common import DOCS, load_split, machine_line
 from workers.engine.config import TrainingConfig
 from workers.engine.pipeline import (
     LabeledArrays,
@@ -28,7 +28,7 @@ from workers.engine.pipeline import (
     select_winner,
     train_candidate,
 )
-from workers.engine.strategies import Candidate, candidates
+from workers.engine.strategies import candidates
 
 DATASET_NAMES = ["yeast", "scene", "medical", "genbase", "flags", "cal500"]
 BASE = {

@@ -42,6 +42,8 @@ class Storage:
         _save_npy(directory / FEATURES_FILE, features)
         _save_npy(directory / LABELS_FILE, labels)
 
+    # TODO(a sweep that deletes directories no row names): arrays written by an API
+    # process killed before its commit stay on disk; they are never read.
     def remove(self, key: str) -> None:
         """Delete what a key names (an orphan left by a lost race); missing is fine."""
         shutil.rmtree(self.path(key), ignore_errors=True)

@@ -74,6 +74,8 @@ def prepare(config: TrainingConfig, data: LabeledArrays) -> PreparedData:
         splits = stratified_folds(data.labels, config.data.folds, seed)
     else:
         splits = [stratified_split(data.labels, config.data.validation_fraction, seed)]
+    # TODO(build each fold when it trains): all k folds are scaled up front, about k
+    # copies of the data in memory; fine for the small datasets folds are meant for.
     folds = [_fold(config, data, train_idx, val_idx) for train_idx, val_idx in splits]
     return PreparedData(
         folds, data.labels, list(data.feature_names), list(data.label_names)

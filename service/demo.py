@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,12 +53,28 @@ def _start_service(data_dir: Path, port: int) -> subprocess.Popen:
     for key in ("LABELWISE_DATABASE_URL", "LABELWISE_BROKER_URL"):
         env.pop(key, None)  # the demo always runs on the embedded default
     log = open(data_dir / "service.log", "w")
+    # A session of its own, so the demo can stop the service's whole process group
+    # (API, worker, its pool child and reaper) when it is done.
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", "up", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # whatever did not stop in time
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def _wait_healthy(
@@ -148,11 +165,7 @@ def run_demo(args) -> int:
         return 1
     finally:
         client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
         if owned_tmp:
             owned_tmp.cleanup()
 

@@ -149,13 +149,20 @@ class Process:
         self.popen.wait()
 
     def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        """SIGTERM the process group (a worker's pool children and reaper included),
+        then SIGKILL whatever is left of it, so no test leaves a process behind."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait()
         self._log.close()
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,11 +32,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
 import redis
 
 from service.client import Client
+from service.processes import LabelwiseProcess, free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get(
@@ -54,61 +52,14 @@ START_TIMEOUT = 120.0
 CLIENT_TIMEOUT = 900.0
 
 
-class ServiceProcess:
-    """One `python -m service.cli ...` child in a process group of its own, so that
-    stopping it also reaches what it started (a worker's pool child and reaper)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *args],
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        if self.popen.poll() is not None:
-            raise RuntimeError(
-                f"{self.log_path.stem} exited with {self.popen.returncode}:\n"
-                f"{self.log()[-4000:]}"
-            )
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM (a Celery warm shutdown), then SIGKILL to whatever of the group is
-        left: a worker's pool child or reaper must not outlive the benchmark."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait()
-        self._log.close()
-
-
 @dataclass
 class RunningService:
     client: Client  # authenticated with api_key
     base_url: str  # http://127.0.0.1:PORT
     api_key: str
     env: dict[str, str]  # the LABELWISE_* settings both processes run with
-    api: ServiceProcess
-    worker: ServiceProcess
+    api: LabelwiseProcess
+    worker: LabelwiseProcess
     data_dir: Path
 
     def worker_pool_pids(self) -> list[int]:
@@ -143,29 +94,31 @@ def running_service(
         "LABELWISE_TRAINING_QUEUE": queue,
         **(extra_env or {}),
     }
-    started: list[ServiceProcess] = []
+    started: list[LabelwiseProcess] = []
     client: Client | None = None
     try:
         _run_cli(["migrate"], env)
         api_key = _run_cli(["keys", "create", "--owner", "bench"], env).split()[-1]
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         started.append(
-            ServiceProcess(
+            LabelwiseProcess(
                 ["api", "--host", "127.0.0.1", "--port", str(port)],
                 env,
                 workdir / "api.log",
+                cwd=REPO,
             )
         )
         started.append(
-            ServiceProcess(
+            LabelwiseProcess(
                 ["worker", "--hostname", f"bench-{secrets.token_hex(3)}@%h"],
                 env,
                 workdir / "worker.log",
+                cwd=REPO,
             )
         )
         api, worker = started
-        _wait_healthy(base_url, api)
+        wait_healthy(base_url, api, timeout=START_TIMEOUT)
         _wait_worker_ready(worker)
         client = Client(base_url, api_key, timeout=CLIENT_TIMEOUT)
         yield RunningService(
@@ -280,26 +233,7 @@ def _run_cli(args: list[str], env: dict[str, str]) -> str:
     return result.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(base_url: str, api: ServiceProcess) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        api.check_alive()
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base_url} not healthy after {START_TIMEOUT:.0f} s")
-
-
-def _wait_worker_ready(worker: ServiceProcess) -> None:
+def _wait_worker_ready(worker: LabelwiseProcess) -> None:
     # Celery logs "<hostname> ready." once it consumes from the queue; a job sent
     # earlier would wait anyway, but its wait would then count as job time.
     deadline = time.monotonic() + START_TIMEOUT

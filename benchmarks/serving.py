@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ import pyarrow.parquet as pq
 from benchmarks.common import REPO, machine_line, write_section
 from benchmarks.harness import running_service
 from service.client import Client
+from service.processes import LabelwiseProcess, free_port, wait_healthy
 
 N_FEATURES = 50
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
@@ -310,78 +310,26 @@ def _short(frame: str) -> str:
     return f"{match['func']} ({file}{line})"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def embedded_service(workdir: Path) -> Iterator[Client]:
     """``labelwise up`` as a new user runs it: SQLite and the filesystem broker under a
     fresh data dir, no authentication, none of this shell's LABELWISE_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELWISE_")}
-    env.update(SERVICE_ENV)
     port = free_port()
-    log_path = workdir / "up.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "up",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(workdir / "data"),
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = LabelwiseProcess(
+        ["up", "--port", str(port), "--data-dir", str(workdir / "data")],
+        SERVICE_ENV,
+        workdir / "up.log",
+        clean=True,
+        cwd=REPO,
+    )
     base = f"http://127.0.0.1:{port}"
     client = Client(base, timeout=120)
     try:
-        _wait_healthy(base, process, log_path)
+        wait_healthy(base, process)
         yield client
     finally:
         client.close()
-        _stop_group(process)
-
-
-def _wait_healthy(base: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"`labelwise up` exited:\n{log_path.read_text()[-2000:]}"
-            )
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base} not healthy:\n{log_path.read_text()[-2000:]}")
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process this benchmark started (it stops its own worker), then
-    its whole session group, so no worker or reaper outlives the benchmark."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        process.stop()
 
 
 def train_model(client: Client, workdir: Path, rows: int, config: dict) -> dict:
@@ -1055,7 +1003,8 @@ def sink_server(mode: str) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        _stop_group(process)
+        os.killpg(process.pid, signal.SIGKILL)  # a throwaway sink: no shutdown owed
+        process.wait()
 
 
 def _post_file(http: httpx.Client, url: str, path: Path) -> None:

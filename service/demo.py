@@ -8,19 +8,15 @@ service down.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from service.client import ApiError, Client
+from service.processes import LabelwiseProcess, free_port, wait_healthy
 
 # Positive rates shaped like the problem users bring: two rare labels, one common.
 DEMO_RATES = {"defect": 0.04, "scratch": 0.08, "dent": 0.17, "stain": 0.29, "ok": 0.47}
@@ -42,54 +38,14 @@ def make_dataset(rows: int = 6000, features: int = 16, seed: int = 0) -> pd.Data
     return frame
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_service(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "LABELWISE_DATA_DIR": str(data_dir)}
-    for key in ("LABELWISE_DATABASE_URL", "LABELWISE_BROKER_URL"):
-        env.pop(key, None)  # the demo always runs on the embedded default
-    log = open(data_dir / "service.log", "w")
-    # A session of its own, so the demo can stop the service's whole process group
-    # (API, worker, its pool child and reaper) when it is done.
-    return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "up", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # whatever did not stop in time
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _wait_healthy(
-    client: Client, process: subprocess.Popen, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the embedded service exited while starting")
-        try:
-            client.health()
-            return
-        except Exception:
-            time.sleep(0.2)
-    raise TimeoutError("the embedded service did not answer /health in time")
+def _start_service(data_dir: Path, port: int) -> LabelwiseProcess:
+    # Empty database and broker URLs: the demo always runs on the embedded default.
+    env = {
+        "LABELWISE_DATA_DIR": str(data_dir),
+        "LABELWISE_DATABASE_URL": "",
+        "LABELWISE_BROKER_URL": "",
+    }
+    return LabelwiseProcess(["up", "--port", str(port)], env, data_dir / "service.log")
 
 
 def _fmt(value: float | None) -> str:
@@ -149,12 +105,12 @@ def run_demo(args) -> int:
         frame.iloc[5000:].to_csv(test_path, index=False)
         labels = list(DEMO_RATES)
 
-    port = args.port or _free_port()
+    port = args.port or free_port()
     process = _start_service(data_dir, port)
     client = Client(f"http://127.0.0.1:{port}")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     try:
-        _wait_healthy(client, process)
+        wait_healthy(f"http://127.0.0.1:{port}", process, timeout=60)
         print(
             f"labelwise is up at http://127.0.0.1:{port} (docs at /docs), "
             f"data in {data_dir}"
@@ -165,7 +121,7 @@ def run_demo(args) -> int:
         return 1
     finally:
         client.close()
-        _stop(process)
+        process.stop()
         if owned_tmp:
             owned_tmp.cleanup()
 

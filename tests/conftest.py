@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
+
+from service.processes import LabelwiseProcess, free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -28,12 +27,6 @@ REDIS_URL = os.environ.get("LABELWISE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 def dataset_meta(name: str) -> dict:
     return json.loads((DATASETS / name / "meta.json").read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _reset_caches() -> None:
@@ -124,71 +117,13 @@ def cli_key(env: dict[str, str], owner: str) -> str:
     return result.stdout.split()[-1]
 
 
-class Process:
-    """A labelwise command run as a real child process, its output in a log file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *args],
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def kill9(self) -> None:
-        """SIGKILL the whole process group (a worker and its pool children), as the OOM
-        killer or a lost machine would."""
-        os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
-
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM the process group (a worker's pool children and reaper included),
-        then SIGKILL whatever is left of it, so no test leaves a process behind."""
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait()
-        self._log.close()
-
-
-def wait_healthy(base_url: str, process: Process, timeout: float = 90) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"process exited early:\n{process.log()}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base_url} not healthy:\n{process.log()}")
-
-
 @pytest.fixture
 def spawn(tmp_path):
     """Start labelwise processes; all are stopped when the test ends."""
-    started: list[Process] = []
+    started: list[LabelwiseProcess] = []
 
-    def start(args: list[str], env: dict[str, str], name: str) -> Process:
-        process = Process(args, env, tmp_path / f"{name}.log")
+    def start(args: list[str], env: dict[str, str], name: str) -> LabelwiseProcess:
+        process = LabelwiseProcess(args, env, tmp_path / f"{name}.log", cwd=REPO)
         started.append(process)
         return process
 

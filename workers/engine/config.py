@@ -260,7 +260,7 @@ class WeightedBCELoss(_Section):
 
 
 class FocalLoss(_Section):
-    """Focal loss on logits: BCE scaled by (1 - p_t)^gamma, optionally alpha-weighted."""
+    """Focal loss on logits: BCE scaled by (1 - p_t)^gamma, optionally weighted."""
 
     type: Literal["focal"] = "focal"
     gamma: float = Field(2.0, ge=0.0, le=10.0)
